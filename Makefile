@@ -1,0 +1,33 @@
+# The two commands of the README:
+#   make quickstart   set up, build the embedded dataset, train the CPU quickstart config, evaluate it
+#   make test         set up and run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test quickstart data clean-venv
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	# Declares pyaudio (live playback only, never imported here), which does not build headless.
+	$(BIN)/python -m pip install -q --no-deps "tinysoundfont>=0.3.7,<0.4"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+data: $(STAMP)
+	$(BIN)/python -m sparse_jax build-data
+
+quickstart: $(STAMP)
+	$(BIN)/python -m sparse_jax build-data
+	$(BIN)/python train.py --config configs/quickstart.py --workdir runs/quickstart
+	$(BIN)/python eval.py --workdir runs/quickstart
+
+clean-venv:
+	rm -rf $(VENV)
