@@ -1,0 +1,465 @@
+r"""The `.sjx` file: a compact, versioned, checksummed binary container for an `EventSet`.
+
+All integers and floats are little-endian.  A file is a fixed 53-byte header, a columnar body and a
+CRC32 trailer.  Format version 1:
+
+Header (53 bytes):
+
+  | offset | size | type  | field             | meaning                                       |
+  |-------:|-----:|-------|-------------------|-----------------------------------------------|
+  |      0 |    4 | bytes | magic             | `b"SJX\x00"`                                  |
+  |      4 |    2 | u16   | version           | 1                                             |
+  |      6 |    4 | u32   | sample_rate       | Hz, > 0                                       |
+  |     10 |    2 | u16   | hop               | samples per STFT frame, > 0                   |
+  |     12 |    4 | u32   | window_samples    | the model's analysis window, > 0              |
+  |     16 |    8 | u64   | n_audio_samples   | length of the original audio                  |
+  |     24 |    2 | u16   | event_dim         | D, > 0                                        |
+  |     26 |    2 | u16   | events_per_window | events the encoder takes per window, > 0      |
+  |     28 |    4 | u32   | n_events          | E                                             |
+  |     32 |    1 | u8    | bits              | bits per vector value: 8 or 16                |
+  |     33 |   16 | bytes | model_id          | the checkpoint that encoded the file          |
+  |     49 |    4 | u32   | frame_bytes       | F, byte length of the frame column            |
+
+Body (one column per field, events sorted by frame then offset; Q = 2^(bits-1) - 1):
+
+  | bytes        | type       | column  | meaning                                             |
+  |--------------|------------|---------|-----------------------------------------------------|
+  | F            | E varints  | frames  | frame minus the previous event's frame (first: the  |
+  |              |            |         | frame), unsigned LEB128: 7 bits a byte, high bit =  |
+  |              |            |         | more bytes follow                                   |
+  | E            | E x i8     | offsets | q = round(offset / hop * 127); offset = q*hop/127   |
+  | 2 E          | E x f16    | gains   | gain, clamped to the float16 range [0, 65504]       |
+  | 2 E          | E x f16    | scales  | per-event vector scale s >= max(abs(v)) / Q         |
+  | E D bits/8   | E D x i8   | vectors | round(v / s) in [-Q, Q], row-major (event, dim);    |
+  |              | or i16     |         | v = code * s                                        |
+
+Trailer: u32 CRC32 (zlib) of every byte before it (header and body).
+
+File size = 53 + F + E * (5 + D * bits / 8) + 4 bytes.  A frame gap below 128 frames costs one
+byte, below 16384 two, and so on, so large gaps (silence) cost little.  With the defaults (D = 32,
+8 bits) an event takes about 38 bytes: 32 events per 2^16 samples at 22050 Hz is about 3.3 kbit/s
+(16 bits: about 6 kbit/s; the paper's float32 count is about 11 kbit/s).
+
+Error bounds of the quantisation (see `quantisation_error_bound`): a vector value is off by at most
+s / 2, an offset by at most hop / 254 samples, a gain by a relative 2^-11 (float16 rounding).
+
+The reader checks, in order: the magic, the version, the header's plausibility, the file size the
+header declares (truncated / trailing data), the CRC, the body's values, and the model id.  Any
+failure raises UserError naming the file; it never returns partly decoded events.
+"""
+import os
+import struct
+import tempfile
+import zlib
+
+import numpy as np
+
+from sparse_jax.codec import events as events_lib
+from sparse_jax.errors import UserError
+
+MAGIC = b"SJX\x00"
+VERSION = 1
+SUPPORTED_BITS = (8, 16)
+# magic, version, sample_rate, hop, window_samples, n_audio_samples, event_dim, events_per_window,
+# n_events, bits, model_id, frame_bytes.
+_HEADER = struct.Struct("<4sHIHIQHHIB16sI")
+HEADER_BYTES = _HEADER.size
+CRC_BYTES = 4
+# Offsets are quantised to int8 over [-hop, hop].
+OFFSET_LEVELS = 127
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+# Frames are at most u64 n_audio_samples // 1; ten 7-bit groups hold 64 bits.
+_MAX_VARINT_BYTES = 10
+
+assert HEADER_BYTES == 53, HEADER_BYTES
+
+
+def _levels(bits):
+  """Q, the largest quantised magnitude for `bits`-bit vector values."""
+  return 2**(bits - 1) - 1
+
+
+def _vector_dtype(bits):
+  return np.dtype("<i1") if bits == 8 else np.dtype("<i2")
+
+
+def _check_bits(bits):
+  if bits not in SUPPORTED_BITS:
+    raise ValueError(f"bits must be one of {SUPPORTED_BITS}, got {bits!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Quantisers.  Each is a pair (quantise, dequantise) shared by the writer and the error bounds.
+
+
+def _vector_scales(vectors_ExD, bits):
+  """float16 (E,): per-event scales s with max|v| / s <= Q, so no value is clipped.
+
+  The scale is stored as float16; rounding max|v| / Q to float16 may round it down, which would
+  push the largest value past Q, so the scale is bumped up one float16 step where that happens.
+  """
+  q = _levels(bits)
+  peak_E = np.abs(vectors_ExD).max(axis=1) if vectors_ExD.size else np.zeros(len(vectors_ExD))
+  wanted_E = peak_E.astype(np.float64) / q
+  scales_E = np.minimum(wanted_E, FLOAT16_MAX).astype(np.float16)
+  low = (scales_E.astype(np.float64) < wanted_E) & (scales_E < FLOAT16_MAX)
+  scales_E[low] = np.nextafter(scales_E[low], np.float16(np.inf))
+  return scales_E
+
+
+def _quantise_vectors(vectors_ExD, scales_E, bits):
+  """Symmetric uniform quantisation of each event vector with its own scale."""
+  q = _levels(bits)
+  s = scales_E.astype(np.float64)[:, None]
+  with np.errstate(divide="ignore", invalid="ignore"):
+    ratio = np.where(s > 0, vectors_ExD.astype(np.float64) / s, 0.0)
+  return np.clip(np.rint(ratio), -q, q).astype(_vector_dtype(bits))
+
+
+def _dequantise_vectors(codes_ExD, scales_E):
+  return (codes_ExD.astype(np.float64) * scales_E.astype(np.float64)[:, None]).astype(np.float32)
+
+
+def _quantise_offsets(offsets_E, hop):
+  return np.clip(np.rint(offsets_E.astype(np.float64) / hop * OFFSET_LEVELS),
+                 -OFFSET_LEVELS, OFFSET_LEVELS).astype(np.int8)
+
+
+def _dequantise_offsets(codes_E, hop):
+  return (codes_E.astype(np.float64) * hop / OFFSET_LEVELS).astype(np.float32)
+
+
+def _quantise_gains(gains_E):
+  return np.minimum(gains_E.astype(np.float64), FLOAT16_MAX).astype(np.float16)
+
+
+def quantisation_error_bound(events, bits=8):
+  """The largest absolute error the `.sjx` round trip may put on each stored value.
+
+  Args:
+    events: the EventSet that is about to be written.
+    bits: bits per vector value, 8 or 16.
+
+  Returns:
+    A dict with
+      "vector": float64 (E,), bound on |v - v'| for every value of each event's vector: half the
+        event's stored scale (plus float32 rounding of the decoded value, plus the clipping of
+        values beyond Q * 65504, which only vectors with max|v| > 8.3e6 at 8 bits suffer);
+      "offset": float, bound on |offset - offset'| in samples: hop / 254;
+      "gain": float64 (E,), bound on |gain - gain'|: float16 rounding (relative 2^-11, at least
+        2^-25 near zero) plus the clamp at 65504 for larger gains.
+  """
+  _check_bits(bits)
+  scales_E = _vector_scales(events.vectors, bits).astype(np.float64)
+  top_E = scales_E * _levels(bits)
+  peak_E = (np.abs(events.vectors).max(axis=1).astype(np.float64) if events.vectors.size
+            else np.zeros(len(events)))
+  f32_eps = float(np.finfo(np.float32).eps)
+  # Values beyond Q * s (only when max|v| > 65504 * Q, past the float16 scale range) are clipped.
+  vector_E = scales_E / 2 + top_E * f32_eps + np.maximum(peak_E - top_E, 0.0)
+  g = events.gains.astype(np.float64)
+  gain_E = np.maximum(g * 2.0**-11, 2.0**-25) + np.maximum(g - FLOAT16_MAX, 0.0)
+  offset = events.hop / (2 * OFFSET_LEVELS) * (1 + f32_eps) + events.hop * f32_eps
+  return {"vector": vector_E, "offset": offset, "gain": gain_E}
+
+
+# ----------------------------------------------------------------------------------------------
+# Varints.
+
+
+def _encode_varints(values_E):
+  """Unsigned LEB128 of non-negative integers, concatenated."""
+  out = bytearray()
+  for value in values_E.tolist():
+    while True:
+      byte = value & 0x7F
+      value >>= 7
+      if value:
+        out.append(byte | 0x80)
+      else:
+        out.append(byte)
+        break
+  return bytes(out)
+
+
+def _decode_varints(data, count):
+  """Decodes exactly `count` LEB128 values that fill `data`; returns (uint64 array, problem)."""
+  raw = np.frombuffer(data, dtype=np.uint8)
+  is_last = (raw & 0x80) == 0
+  if int(is_last.sum()) != count or (count and not is_last[-1]) or (not count and len(raw)):
+    return None, f"frame column does not hold {count} complete values"
+  if count == 0:
+    return np.zeros(0, np.uint64), None
+  ends = np.flatnonzero(is_last)
+  starts = np.concatenate([[0], ends[:-1] + 1])
+  lengths = ends - starts + 1
+  if np.any(lengths > _MAX_VARINT_BYTES):
+    return None, "frame value longer than 64 bits"
+  group = np.repeat(np.arange(count), lengths)
+  position = np.arange(len(raw)) - np.repeat(starts, lengths)
+  # The 10th byte of a 64-bit value may only carry the single top bit.
+  if np.any((position == 9) & (raw > 1)):
+    return None, "frame value longer than 64 bits"
+  parts = (raw & 0x7F).astype(np.uint64) << (7 * position).astype(np.uint64)
+  values = np.zeros(count, np.uint64)
+  np.add.at(values, group, parts)  # Disjoint bit ranges: the sum is the bitwise or.
+  return values, None
+
+
+# ----------------------------------------------------------------------------------------------
+# Encoding.
+
+
+def encoded_size_bytes(n_events, frame_bytes, event_dim, bits):
+  """Total file size for the given counts (see the layout table)."""
+  per_event = 1 + 2 + 2 + event_dim * bits // 8
+  return HEADER_BYTES + frame_bytes + n_events * per_event + CRC_BYTES
+
+
+def encode_bytes(events, bits=8):
+  """Serialises an EventSet to `.sjx` bytes (events stored sorted by frame, then offset).
+
+  Args:
+    events: the EventSet to store.
+    bits: bits per vector value, 8 (default, smallest) or 16.
+
+  Returns:
+    The file contents.
+  """
+  _check_bits(bits)
+  ev = events.sorted()
+  deltas = np.diff(ev.frames, prepend=np.int64(0)) if len(ev) else np.zeros(0, np.int64)
+  frame_column = _encode_varints(deltas)
+  scales_E = _vector_scales(ev.vectors, bits)
+  header = _HEADER.pack(MAGIC, VERSION, ev.sample_rate, ev.hop, ev.window_samples,
+                        ev.n_audio_samples, ev.event_dim, ev.events_per_window, len(ev), bits,
+                        ev.model_id, len(frame_column))
+  body = b"".join([
+      frame_column,
+      _quantise_offsets(ev.offsets, ev.hop).tobytes(),
+      _quantise_gains(ev.gains).astype("<f2").tobytes(),
+      scales_E.astype("<f2").tobytes(),
+      _quantise_vectors(ev.vectors, scales_E, bits).tobytes(),
+  ])
+  data = header + body
+  out = data + struct.pack("<I", zlib.crc32(data))
+  assert len(out) == encoded_size_bytes(len(ev), len(frame_column), ev.event_dim, bits)
+  return out
+
+
+def write(path, events, bits=8):
+  """Writes `events` to `path` atomically: the file is either complete or not there (or unchanged).
+
+  Args:
+    path: destination file (conventionally `*.sjx`).
+    events: the EventSet to store.
+    bits: bits per vector value, 8 or 16.
+
+  Raises:
+    UserError: the folder does not exist or is not writable.
+  """
+  data = encode_bytes(events, bits)  # Fails before anything touches the disk.
+  path = os.fspath(path)
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise UserError(f"{path}: cannot write: folder {folder} does not exist; create it first")
+  tmp_path = None
+  try:
+    with tempfile.NamedTemporaryFile(dir=folder, prefix="." + os.path.basename(path) + ".",
+                                     suffix=".tmp", delete=False) as f:
+      tmp_path = f.name
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp_path, path)
+    tmp_path = None
+  except OSError as e:
+    raise UserError(
+        f"{path}: cannot write: {e.strerror or e}; check the path and permissions") from e
+  finally:
+    if tmp_path is not None and os.path.exists(tmp_path):
+      os.unlink(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding.
+
+
+def _normalise_model_id(model_id):
+  if model_id is None:
+    return None
+  if isinstance(model_id, str):
+    try:
+      model_id = bytes.fromhex(model_id)
+    except ValueError:
+      raise ValueError(f"expected_model_id {model_id!r} is not hex") from None
+  if len(model_id) != events_lib.MODEL_ID_BYTES:
+    raise ValueError(f"expected_model_id must be {events_lib.MODEL_ID_BYTES} bytes")
+  return bytes(model_id)
+
+
+def decode_bytes(data, expected_model_id=None, name="<bytes>"):
+  """Parses `.sjx` bytes into an EventSet, refusing anything not exactly a valid file.
+
+  Args:
+    data: the file contents.
+    expected_model_id: 16 bytes (or 32 hex characters) of the checkpoint about to decode the
+      events; None skips the check.
+    name: what to call the data in error messages (the file name).
+
+  Returns:
+    The EventSet, events sorted by frame then offset.
+
+  Raises:
+    UserError: the data is not a valid `.sjx` file of a supported version, is truncated, has
+      trailing data, is corrupt, or was made by a different model.
+  """
+  expected_model_id = _normalise_model_id(expected_model_id)
+  data = bytes(data)
+
+  def fail(problem, fix):
+    raise UserError(f"{name}: {problem}; {fix}")
+
+  reencode = "encode the audio again"
+  if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+    fail("not an SJX file (bad magic bytes)" if data else "not an SJX file (empty)",
+         "pass a .sjx file written by `encode`")
+  if len(data) < len(MAGIC) + 2:
+    fail(f"truncated: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header", reencode)
+  (version,) = struct.unpack_from("<H", data, len(MAGIC))
+  if version != VERSION:
+    fail(f"unsupported SJX format version {version} (this reader knows version {VERSION})",
+         "use the sparse_jax release that wrote it")
+  if len(data) < HEADER_BYTES:
+    fail(f"truncated: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header", reencode)
+  (_, _, sample_rate, hop, window_samples, n_audio_samples, event_dim, events_per_window, n_events,
+   bits, model_id, frame_bytes) = _HEADER.unpack_from(data, 0)
+
+  for field, value in (("sample_rate", sample_rate), ("hop", hop),
+                       ("window_samples", window_samples), ("event_dim", event_dim),
+                       ("events_per_window", events_per_window)):
+    if value == 0:
+      fail(f"corrupt header: {field} is 0", reencode)
+  if bits not in SUPPORTED_BITS:
+    fail(f"corrupt header: {bits} bits per value (only 8 or 16 exist)", reencode)
+  if frame_bytes < n_events or frame_bytes > n_events * _MAX_VARINT_BYTES:
+    fail(f"corrupt header: {frame_bytes} frame bytes cannot hold {n_events} frames", reencode)
+
+  size = encoded_size_bytes(n_events, frame_bytes, event_dim, bits)
+  if len(data) < size:
+    fail(f"truncated: {len(data)} bytes but the header declares {size}", reencode)
+  if len(data) > size:
+    fail(f"{len(data) - size} bytes of trailing data after the declared end ({size} bytes)",
+         reencode)
+  (stored_crc,) = struct.unpack_from("<I", data, size - CRC_BYTES)
+  if zlib.crc32(data[:size - CRC_BYTES]) != stored_crc:
+    fail("corrupt (CRC mismatch)", reencode)
+
+  # The body, column by column (the sizes are known to fit).
+  pos = HEADER_BYTES
+  deltas, problem = _decode_varints(data[pos:pos + frame_bytes], n_events)
+  if problem:
+    fail(f"corrupt: {problem}", reencode)
+  pos += frame_bytes
+
+  def column(dtype, count):
+    nonlocal pos
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=pos)
+    pos += arr.nbytes
+    return arr
+
+  offset_codes = column("<i1", n_events)
+  gains = column("<f2", n_events)
+  scales = column("<f2", n_events)
+  codes = column(_vector_dtype(bits), n_events * event_dim).reshape(n_events, event_dim)
+  assert pos == size - CRC_BYTES
+
+  if not np.all(np.isfinite(scales)) or np.any(scales < 0):
+    fail("corrupt: a vector scale is negative or not finite", reencode)
+  q = _levels(bits)
+  if np.any(np.abs(codes.astype(np.int32)) > q) or np.any(offset_codes == -128):
+    fail("corrupt: quantised values outside their range", reencode)
+  # Frames are cumulative sums of deltas; an unsigned wrap-around would make them decrease.
+  frames = np.cumsum(deltas, dtype=np.uint64)
+  max_frame = min(n_audio_samples // hop, np.iinfo(np.int64).max)
+  if n_events and (np.any(frames[1:] < frames[:-1]) or int(frames[-1]) > max_frame):
+    fail(f"corrupt: event frames beyond the end of the audio (frame {max_frame})", reencode)
+
+  try:
+    events = events_lib.EventSet(
+        frames=frames.astype(np.int64), offsets=_dequantise_offsets(offset_codes, hop),
+        gains=gains.astype(np.float32), vectors=_dequantise_vectors(codes, scales),
+        sample_rate=sample_rate, hop=hop, window_samples=window_samples,
+        n_audio_samples=n_audio_samples, model_id=model_id, events_per_window=events_per_window)
+  except ValueError as e:
+    fail(f"corrupt: {e}", reencode)
+
+  if expected_model_id is not None and model_id != expected_model_id:
+    fail(f"made by model {model_id.hex()[:12]}..., this checkpoint is "
+         f"{expected_model_id.hex()[:12]}...", "decode with the checkpoint that encoded it")
+  return events
+
+
+def read(path, expected_model_id=None):
+  """Reads a `.sjx` file.
+
+  Args:
+    path: the file.
+    expected_model_id: 16 bytes (or hex) of the checkpoint about to decode it; None skips the check.
+
+  Returns:
+    The EventSet, events sorted by frame then offset.
+
+  Raises:
+    UserError: the file is missing or unreadable, or any problem listed in `decode_bytes`.
+  """
+  path = os.fspath(path)
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except FileNotFoundError:
+    raise UserError(f"{path}: no such file; check the path") from None
+  except IsADirectoryError:
+    raise UserError(f"{path}: is a folder, not an .sjx file; pass the file itself") from None
+  except OSError as e:
+    raise UserError(f"{path}: cannot read: {e.strerror or e}; check the permissions") from None
+  return decode_bytes(data, expected_model_id=expected_model_id, name=path)
+
+
+def read_model_id(path):
+  """The model id stored in a `.sjx` file (the file is fully checked first)."""
+  return read(path).model_id
+
+
+# ----------------------------------------------------------------------------------------------
+# Bitrate.
+
+
+def bitrate_kbps(source, bits=8, duration_seconds=None):
+  """File bits per second of audio, in kbit/s.
+
+  Args:
+    source: an EventSet (encoded with `bits` to measure its size), a path to a `.sjx` file, or a
+      byte count (then `duration_seconds` is required).
+    bits: bits per vector value, used only when `source` is an EventSet.
+    duration_seconds: the audio duration; defaults to the EventSet's or the file's.
+
+  Returns:
+    8 * size_bytes / duration_seconds / 1000.
+  """
+  if isinstance(source, events_lib.EventSet):
+    n_bytes = len(encode_bytes(source, bits))
+    duration = source.duration_seconds
+  elif isinstance(source, (int, np.integer)) and not isinstance(source, bool):
+    if duration_seconds is None:
+      raise ValueError("bitrate_kbps(n_bytes) needs duration_seconds")
+    n_bytes, duration = int(source), None
+  else:
+    events = read(source)
+    n_bytes = os.path.getsize(os.fspath(source))
+    duration = events.duration_seconds
+  if duration_seconds is not None:
+    duration = duration_seconds
+  if not duration > 0:
+    raise ValueError(f"duration must be positive to compute a bitrate, got {duration}")
+  return 8 * n_bytes / duration / 1000

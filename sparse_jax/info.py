@@ -1,0 +1,52 @@
+"""Parameter counts per component, from shapes alone (`nnx.eval_shape`: nothing is allocated)."""
+import jax
+import numpy as np
+from flax import nnx
+
+from sparse_jax.discriminator import Discriminator
+from sparse_jax.model import SparseCodec
+
+
+def _count(tree) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+
+def reference_dead_weights(model_cfg) -> int:
+  """Parameters of the two heads the paper's model computes but never uses.
+
+  `amplitudes` (1 value) and `res_filter` (2 x 64): each a full MLP trunk plus its output layer.
+  """
+  d, m, blocks = model_cfg.event_dim, model_cfg.mlp_hidden, model_cfg.mlp_blocks
+  trunk = d * m + m + blocks * (2 * (m * m + m) + 2 * m)
+  return 2 * trunk + m * 1 + (m * 128 + 128)
+
+
+def parameter_counts(cfg) -> dict:
+  """Counts of the generator's components, the discriminator and the fixed room bank."""
+  model = nnx.eval_shape(lambda: SparseCodec(cfg.model, nnx.Rngs(0)))
+  enc = nnx.state(model.encoder, nnx.Param)
+  heads = {k: enc[k] for k in ("to_vectors", "to_switch")}
+  body = {k: v for k, v in enc.items() if k not in heads}
+  dec = nnx.state(model.decoder, nnx.Param)
+  mlp = dec["heads"]
+  tables = {k: v for k, v in dec.items() if k != "heads"}
+  counts = {
+      "encoder": _count(body),
+      "encoder_heads": _count(heads),
+      "decoder_mlp_heads": _count(mlp),
+      "decoder_tables": {k: _count(v) for k, v in tables.items()},
+  }
+  counts["decoder_tables_total"] = sum(counts["decoder_tables"].values())
+  total = (counts["encoder"] + counts["encoder_heads"] + counts["decoder_mlp_heads"]
+           + counts["decoder_tables_total"])
+  counts["generator_total"] = total
+  dead = reference_dead_weights(cfg.model)
+  counts["paper_count_with_unused_heads"] = total + dead
+  counts["note"] = (
+      "generator_total leaves out the reference's two unused heads (amplitudes, res_filter: "
+      f"{dead:,} parameters); paper_count_with_unused_heads adds them back for comparison with "
+      "the paper's 45.1M")
+  counts["room_bank_constants"] = _count(nnx.state(model.decoder, nnx.Not(nnx.Param)))
+  disc = nnx.eval_shape(lambda: Discriminator(cfg.model, cfg.disc, nnx.Rngs(0)))
+  counts["discriminator"] = _count(nnx.state(disc, nnx.Param))
+  return counts

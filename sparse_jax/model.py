@@ -1,0 +1,79 @@
+"""The codec: the 32-step removal loop that turns a spectrogram into events.
+
+At each step the encoder reads the residual magnitude spectrogram and picks one event (vector,
+frame, gain), the decoder renders and schedules it, and its magnitude spectrogram is subtracted
+from the residual.  The residual is detached after every step (each event is trained only through
+the loss, never through later encoder steps), and it is not clamped: it can go negative.
+
+The loop is one `lax.scan`; its body is wrapped in `jax.checkpoint` (config `model.remat`) so
+training memory does not grow with the number of steps.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from sparse_jax import signal
+from sparse_jax.decoder import Decoder
+from sparse_jax.encoder import Encoder, choose_event
+
+
+class SparseCodec(nnx.Module):
+  """Encoder + decoder.  Use it functionally: `nnx.split` once, `nnx.merge` inside jit."""
+
+  def __init__(self, cfg, rngs: nnx.Rngs):
+    self.encoder = Encoder(cfg, rngs)
+    self.decoder = Decoder(cfg, rngs)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class Decomposition:
+  """What the removal loop returns for a batch of windows (E = number of steps)."""
+  vectors_BxExD: jax.Array
+  frames_BxE: jax.Array         # int32 STFT frame of each event (first half of the window)
+  gains_BxE: jax.Array          # the chosen ReLU(switch) value
+  fine_BxE: jax.Array           # sub-hop shift in samples
+  events_BxExT: jax.Array       # each event's scheduled audio
+  spec_sum_BxFxN: jax.Array     # sum of the events' magnitude spectrograms (carries gradient)
+  residual_BxFxN: jax.Array     # the residual after the last step (detached)
+  residual_l1_BxE: jax.Array    # first-half L1 of the residual after each step
+  residuals_BxExFxN: jax.Array | None = None  # every step's residual, when asked for
+
+
+def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
+              keep_residuals: bool = False, n_events: int | None = None) -> Decomposition:
+  """Runs the removal loop on magnitude spectrograms (B, F, N) of windows of cfg.n_samples."""
+  n_events = n_events or cfg.n_events
+  half = (cfg.n_samples // cfg.hop) // 2
+
+  def step(carry, _):
+    residual, spec_sum = carry
+    vectors, switch = model.encoder(residual)
+    vector, frame, gain = choose_event(vectors, switch)
+    audio_BxT, fine = model.decoder(vector, frame, gain)
+    event_spec = signal.stft_magnitude(audio_BxT, cfg.window, cfg.hop)
+    residual = jax.lax.stop_gradient(residual - event_spec)
+    out = dict(vector=vector, frame=frame, gain=gain, fine=fine, audio=audio_BxT,
+               residual_l1=jnp.abs(residual[:, :, :half]).sum((1, 2)))
+    if keep_residuals:
+      out["residual"] = residual
+    return (residual, spec_sum + event_spec), out
+
+  body = jax.checkpoint(step) if cfg.remat else step
+  init = (jax.lax.stop_gradient(spec_BxFxN), jnp.zeros_like(spec_BxFxN))
+  (residual, spec_sum), outs = jax.lax.scan(body, init, None, length=n_events)
+  swap = lambda x: jnp.swapaxes(x, 0, 1)
+  return Decomposition(
+      vectors_BxExD=swap(outs["vector"]), frames_BxE=swap(outs["frame"]),
+      gains_BxE=swap(outs["gain"]), fine_BxE=swap(outs["fine"]),
+      events_BxExT=swap(outs["audio"]), spec_sum_BxFxN=spec_sum, residual_BxFxN=residual,
+      residual_l1_BxE=swap(outs["residual_l1"]),
+      residuals_BxExFxN=swap(outs["residual"]) if keep_residuals else None)
+
+
+def encode_audio(model: SparseCodec, audio_BxT: jax.Array, cfg, **kwargs) -> Decomposition:
+  """The removal loop on raw audio windows (B, cfg.n_samples)."""
+  spec = signal.stft_magnitude(audio_BxT, cfg.window, cfg.hop)
+  return decompose(model, spec, cfg, **kwargs)

@@ -1,0 +1,157 @@
+"""The decoder's DSP blocks, as pure `jnp` functions of one event's controls (no Flax).
+
+An event is rendered by three stacked blocks, each mixing its input (dry) with a filtered copy
+(wet): a noise-burst attack, the instrument's evolving resonances, and a fixed room.  Every
+function here renders ONE event; the decoder vmaps them over the batch.
+
+Lengths: `T` is the window (2^17 by default), `F` the STFT bins, `P` the points of an energy
+envelope, `A` the length of the attack (envelope plus noise filter).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sparse_jax import signal
+
+
+def sparse_softmax(logits_xP: jax.Array) -> jax.Array:
+  """Forward: a one-hot at the argmax with the height of the max softmax probability.
+
+  Backward: the gradient of the softmax (straight-through), so every position keeps learning.
+  """
+  soft = jax.nn.softmax(logits_xP, axis=-1)
+  hard = jax.nn.one_hot(jnp.argmax(soft, axis=-1), soft.shape[-1]) * soft.max(-1, keepdims=True)
+  return soft + jax.lax.stop_gradient(hard - soft)
+
+
+def energy_impulse(envelope_SxP: jax.Array, attack_samples: int) -> jax.Array:
+  """A positive train of up to S spikes, stretched to `attack_samples` (each spike a triangle).
+
+  Args:
+    envelope_SxP: S rows of P logits; each row contributes one spike at its argmax.
+    attack_samples: length of the result, a multiple of P.
+
+  Returns:
+    (attack_samples,) non-negative energy envelope, with no noise in it yet.
+  """
+  spikes_P = sparse_softmax(envelope_SxP).sum(axis=0)
+  return signal.upsample_linear(spikes_P, attack_samples)
+
+
+def deformation_masks(deform_CxN: jax.Array, n_samples: int) -> jax.Array:
+  """Time-varying weights over C channels that sum to one at every sample.
+
+  The raw per-frame values are accumulated over time (so a mask changes smoothly and can drift from
+  one channel to another), softmaxed across channels, then upsampled to audio rate.
+  """
+  masks_CxN = jax.nn.softmax(jnp.cumsum(deform_CxN, axis=-1), axis=0)
+  return signal.upsample_linear(masks_CxN, n_samples)
+
+
+def fft_resonances(params_Cx3F: jax.Array, n_samples: int, window: int) -> jax.Array:
+  """C resonances, each a bank of F bin-centred, exponentially decaying partials.
+
+  Each row holds three per-bin controls: a decay factor per frame in [0.5, 1), a phase offset,
+  and a start magnitude.  Frames of `window` samples with a hop of window/2 are built in the
+  frequency domain, inverse-FFT'd, Hann-windowed and overlap-added.  The per-frame phase advance
+  is the fixed ramp pi*k/(F-1) of the paper's model (not phase-continuous: kept for fidelity).
+
+  Args:
+    params_Cx3F: (C, 3F) raw controls, F = window // 2 + 1.
+    n_samples: output length T, a multiple of window // 2.
+    window: frame length.
+
+  Returns:
+    (C, T) resonances, each peak-normalised then L2-normalised.
+  """
+  n_bins = window // 2 + 1
+  hop = window // 2
+  n_res_frames = n_samples // hop
+  decay_CxF = 0.5 + 0.5 * 0.9999 * jax.nn.sigmoid(params_Cx3F[:, :n_bins])
+  phase0_CxF = jnp.pi * jnp.tanh(params_Cx3F[:, n_bins:2 * n_bins])
+  start_CxF = jax.nn.sigmoid(params_Cx3F[:, 2 * n_bins:])
+  t_N1 = np.arange(n_res_frames, dtype=np.float32)[:, None]
+  amp_CxNxF = start_CxF[:, None] * jnp.exp(t_N1 * jnp.log(decay_CxF)[:, None])
+  ramp_F = np.linspace(0.0, np.pi, n_bins, dtype=np.float32)
+  phase_CxNxF = (t_N1 + 1.0) * ramp_F + phase0_CxF[:, None]
+  frames_CxNxW = jnp.fft.irfft(amp_CxNxF * jnp.exp(1j * phase_CxNxF), n=window, axis=-1)
+  frames_CxNxW = frames_CxNxW * signal.hann_periodic(window)
+  # Overlap-add at hop = window/2: output block b = first half of frame b + second half of b-1.
+  halves = frames_CxNxW.reshape(-1, n_res_frames, 2, hop)
+  first, second = halves[:, :, 0], halves[:, :, 1]
+  second = jnp.pad(second, ((0, 0), (1, 0), (0, 0)))[:, :n_res_frames]
+  audio_CxT = (first + second).reshape(-1, n_res_frames * hop)[:, :n_samples]
+  return signal.unit_norm(signal.max_norm(audio_CxT))
+
+
+def dry_wet(dry, wet, mix_logits_2):
+  """The 2-way gain of a block: softmax(mix) weights the dry input and the filtered signal."""
+  mix = jax.nn.softmax(mix_logits_2)
+  return mix[0] * dry + mix[1] * wet
+
+
+def render_event(controls: dict, rooms_spec_RxK: jax.Array, *, n_samples: int, window: int,
+                 hop: int, attack_samples: int) -> jax.Array:
+  """Renders one event: attack -> resonance -> room, then schedules it at its frame.
+
+  Args:
+    controls: the event's synthesis controls (already looked up in the decoder's tables):
+      envelope_SxP (spike logits), noise_filters_CxL (attack filters), noise_deform_CxN,
+      noise_mix_2, resonance_params_Cx3F, deform_CxN, mix_2, room_weights_R (>= 0),
+      room_mix_2, fine (shift in samples), frame (int), gain.
+    rooms_spec_RxK: rfft, at 2T, of the fixed room impulse responses (R, T + 1).
+    n_samples: T.
+    window, hop: the STFT's, which set the resonance frames and the frame -> sample scale.
+    attack_samples: length of the energy envelope (P points stretched), T/16 in the paper.
+
+  Returns:
+    (T,) the scheduled event audio.
+  """
+  filter_len = controls["noise_filters_CxL"].shape[-1]
+  # The attack is short (T/16 by default), so its convolutions use small FFTs.
+  impulse_A = energy_impulse(controls["envelope_SxP"], attack_samples)
+  attack_len = attack_samples + filter_len - 1
+  noise_CxA = signal.fft_convolve(
+      jnp.pad(impulse_A, (0, filter_len - 1)), controls["noise_filters_CxL"])
+  noise_masks_CxA = deformation_masks(controls["noise_deform_CxN"], n_samples)[:, :attack_len]
+  wet1_A = jnp.sum(noise_CxA * noise_masks_CxA, axis=0)
+  x1_A = dry_wet(jnp.pad(impulse_A, (0, filter_len - 1)), wet1_A, controls["noise_mix_2"])
+
+  # Instrument: convolve the attack with C resonances, each weighted by its deformation mask.
+  resonances_CxT = fft_resonances(controls["resonance_params_Cx3F"], n_samples, window)
+  # Output samples [0, T) of the linear convolution need an FFT of at least T + A - 1; the nearest
+  # 2^k * 3^j size is much smaller than 2T.
+  conv_len = _smooth_size(n_samples + attack_len - 1)
+  wet2_CxT = signal.fft_convolve(jnp.pad(x1_A, (0, n_samples - attack_len))[None],
+                                 resonances_CxT, fft_len=conv_len)
+  masks_CxT = deformation_masks(controls["deform_CxN"], n_samples)
+  wet2_T = jnp.sum(wet2_CxT * masks_CxT, axis=0)
+  x2_T = dry_wet(jnp.pad(x1_A, (0, n_samples - attack_len)), wet2_T, controls["mix_2"])
+
+  # Room, then scheduling, in one spectrum at 2T: the room is linear, so
+  # x3 = h0 * (rir conv x2) + h1 * x2 has spectrum X2 * (h0 * RIR + h1), and the schedule is a
+  # phase ramp on that same spectrum (convolution with the gain-scaled, finely shifted one-hot).
+  size = 2 * n_samples
+  room_K = controls["room_weights_R"].astype(rooms_spec_RxK.dtype) @ rooms_spec_RxK
+  h = jax.nn.softmax(controls["room_mix_2"])
+  x3_K = jnp.fft.rfft(x2_T, n=size) * (h[0] * room_K + h[1])
+  ramp_K = signal.delay_ramp(size, hop * controls["frame"], controls["fine"])
+  out_T = jnp.fft.irfft(x3_K * ramp_K, n=size)[:n_samples]
+  return controls["gain"] * out_T
+
+
+def _smooth_size(n: int) -> int:
+  """The smallest 2^a * 3^b >= n: an FFT length that is fast and not much above n."""
+  best = signal.fft_size(n)
+  p3 = 1
+  while p3 < best:
+    size = p3 * signal.fft_size(-(-n // p3))
+    best = min(best, size)
+    p3 *= 3
+  return best
+
+
+def room_spectra(rooms_RxT: np.ndarray) -> np.ndarray:
+  """rfft of the room bank at 2T, computed once on the host (complex64, (R, T + 1))."""
+  t = rooms_RxT.shape[-1]
+  return np.fft.rfft(rooms_RxT.astype(np.float64), n=2 * t).astype(np.complex64)
