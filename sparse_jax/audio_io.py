@@ -9,7 +9,6 @@ import os
 import uuid
 
 import numpy as np
-import scipy.signal
 import soundfile as sf
 
 from sparse_jax.errors import UserError
@@ -41,6 +40,8 @@ def resample(audio_T, sr_in: int, sr_out: int) -> np.ndarray:
     raise ValueError(f'sample rates must be positive, got {sr_in} -> {sr_out}')
   if sr_in == sr_out:
     return audio_T
+  # Imported here: scipy.signal takes seconds to import, and most callers never resample.
+  import scipy.signal  # pylint: disable=g-import-not-at-top
   g = math.gcd(sr_in, sr_out)
   # resample_poly is a polyphase FIR with a Kaiser window: exact for rational factors such as
   # 44100 -> 22050 (1/2) or 48000 -> 22050 (147/320), and much faster than FFT resampling.

@@ -109,9 +109,8 @@ class Decoder(nnx.Module):
     self.resonances = nnx.Param(res * jax.random.bernoulli(k2, 0.01, res.shape))
     self.deformations = nnx.Param(u(0.02)(
         rngs.params(), (cfg.n_deformations, cfg.instr_expressivity * n_frames)))
-    bank = rooms.room_impulse_responses(cfg.n_rooms, cfg.n_samples, cfg.sample_rate,
-                                        cfg.room_seed)
-    self.room_spectra = RoomBank(jnp.asarray(synth.room_spectra(bank)))
+    self.room_spectra = RoomBank(jnp.asarray(rooms.room_bank_spectra(
+        cfg.n_rooms, cfg.n_samples, cfg.sample_rate, cfg.room_seed)))
 
   def controls(self, vector_BxD, frame_B, gain_B) -> dict[str, jax.Array]:
     """The synthesis controls of `synth.render_event`, batched over B."""

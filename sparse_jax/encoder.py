@@ -39,8 +39,8 @@ class GatedDilatedBlock(nnx.Module):
     self.v = nnx.Param(v)  # rows: [tap t, tap t+d] x in; columns: [conv out, gate out]
     self.g = nnx.Param(jnp.linalg.norm(v, axis=0))  # weight norm: per output channel
     self.b = nnx.Param(jnp.zeros((2 * channels,)))
-    self.tanh_weight = nnx.Param(jnp.array(0.5))
-    self.sigmoid_weight = nnx.Param(jnp.array(0.5))
+    self.tanh_weight = nnx.Param(jnp.full((), 0.5, jnp.float32))
+    self.sigmoid_weight = nnx.Param(jnp.full((), 0.5, jnp.float32))
 
   def __call__(self, x_BxLxC: jax.Array, out_len: int) -> jax.Array:
     """Computes the first `out_len` output frames (needs frames < out_len + dilation)."""

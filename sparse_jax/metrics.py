@@ -5,11 +5,11 @@ Everything here compares a reference signal with an estimate of it:
 - `multi_resolution_stft_distance`: spectral convergence + log-magnitude L1, averaged over FFT sizes
   (the definition used by Parallel-WaveGAN and auraloss), the standard codec metric.
 - `log_mel_distance`: L1 between log10 mel spectrograms (Slaney mel bank, as librosa's default).
-- `si_sdr`: scale-invariant signal-to-distortion ratio in dB.  Phase-sensitive, so a parametric codec
-  scores low on it even when it sounds close; report it, don't optimise for it.
+- `si_sdr`: scale-invariant signal-to-distortion ratio in dB.  Phase-sensitive, so a parametric
+  codec scores low on it even when it sounds close; report it, don't optimise for it.
 - `spectral_energy_curve`: the fraction of a target's STFT-magnitude L1 energy that each partial
-  reconstruction removes, using the codec's own STFT (`stft_magnitude`), so that the codec's per-event
-  removal curve and a baseline's per-atom curve are measured with the same ruler.
+  reconstruction removes, using the codec's own STFT (`stft_magnitude`), so that the codec's
+  per-event removal curve and a baseline's per-atom curve are measured with the same ruler.
 - `align`: integer-lag alignment, because classic codecs add delay (encoder look-ahead, padding).
 
 All functions take 1-D float arrays (`*_T`); reference and estimate must have the same length (call
@@ -20,9 +20,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.signal
 
-# Floor added to magnitudes before the log in the MR-STFT distance (same order as Parallel-WaveGAN's
-# clamp of 1e-7), so that silent bins give a finite, shared value instead of -inf.
-_LOG_EPS = 1e-7
+# Floor of the squared magnitude in the MR-STFT distance (Parallel-WaveGAN's clamp): silent bins
+# get a finite, shared log value, and inaudible noise far below the signal does not dominate the
+# log term.
+_POWER_FLOOR = 1e-7
 # Floor of the log-mel distance (the usual HiFi-GAN/vocoder value).
 _MEL_EPS = 1e-5
 
@@ -85,27 +86,33 @@ def stft_magnitude(audio_T, window: int = 2048, hop: int = 256) -> np.ndarray:
   return np.abs(np.fft.rfft(frames_NxW, axis=-1, norm="ortho")).T
 
 
-def _centred_stft_magnitude(audio_T: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-  """|STFT| as `torch.stft(center=True, pad_mode='reflect')` with a periodic Hann window.
+def _centred_stft(audio_T: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+  """STFT as `torch.stft(center=True, pad_mode='reflect')` with a periodic Hann window.
 
   Returns:
-    (n_fft // 2 + 1, 1 + T // hop), unnormalised rfft.
+    (n_fft // 2 + 1, 1 + T // hop) complex, unnormalised rfft.
   """
   pad = n_fft // 2
   mode = "reflect" if audio_T.size > 1 else "constant"
   padded_T = np.pad(audio_T, (pad, pad), mode=mode)
   n_frames = 1 + audio_T.size // hop
   frames_NxW = _frames(padded_T, n_fft, hop, n_frames) * hann_periodic(n_fft)
-  return np.abs(np.fft.rfft(frames_NxW, axis=-1)).T
+  return np.fft.rfft(frames_NxW, axis=-1).T
+
+
+def _floored_magnitude(audio_T: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+  spec = _centred_stft(audio_T, n_fft, hop)
+  return np.sqrt(np.maximum(spec.real**2 + spec.imag**2, _POWER_FLOOR))
 
 
 def multi_resolution_stft_distance(ref_T, est_T, fft_sizes=(2048, 1024, 512, 256),
                                    hop_fraction: float = 0.25) -> float:
   """Multi-resolution STFT distance (lower is better; 0 for identical signals).
 
-  For each FFT size n (Hann window of n, hop n * hop_fraction, centred frames):
+  For each FFT size n (Hann window of n, hop n * hop_fraction, centred frames, unnormalised rfft,
+  S = sqrt(max(|X|^2, 1e-7)) as in Parallel-WaveGAN):
     spectral convergence  ||S_ref - S_est||_F / ||S_ref||_F
-    + log-magnitude L1    mean |log(S_ref + eps) - log(S_est + eps)|
+    + log-magnitude L1    mean |log S_ref - log S_est|
   and the result is the mean over the resolutions.
 
   Args:
@@ -121,10 +128,10 @@ def multi_resolution_stft_distance(ref_T, est_T, fft_sizes=(2048, 1024, 512, 256
   total = 0.0
   for n_fft in fft_sizes:
     hop = max(1, int(n_fft * hop_fraction))
-    s_ref = _centred_stft_magnitude(ref_T, n_fft, hop)
-    s_est = _centred_stft_magnitude(est_T, n_fft, hop)
-    convergence = np.linalg.norm(s_ref - s_est) / max(np.linalg.norm(s_ref), 1e-300)
-    log_l1 = np.mean(np.abs(np.log(s_ref + _LOG_EPS) - np.log(s_est + _LOG_EPS)))
+    s_ref = _floored_magnitude(ref_T, n_fft, hop)
+    s_est = _floored_magnitude(est_T, n_fft, hop)
+    convergence = np.linalg.norm(s_ref - s_est) / np.linalg.norm(s_ref)
+    log_l1 = np.mean(np.abs(np.log(s_ref) - np.log(s_est)))
     total += convergence + log_l1
   return float(total / len(fft_sizes))
 
@@ -195,8 +202,8 @@ def log_mel_distance(ref_T, est_T, sample_rate: float, n_fft: int = 1024, hop: i
   """
   ref_T, est_T = _pair(ref_T, est_T)
   fb_MxF = mel_filterbank(sample_rate, n_fft, n_mels)
-  mel_ref = fb_MxF @ _centred_stft_magnitude(ref_T, n_fft, hop)
-  mel_est = fb_MxF @ _centred_stft_magnitude(est_T, n_fft, hop)
+  mel_ref = fb_MxF @ np.abs(_centred_stft(ref_T, n_fft, hop))
+  mel_est = fb_MxF @ np.abs(_centred_stft(est_T, n_fft, hop))
   return float(np.mean(np.abs(np.log10(mel_ref + _MEL_EPS) - np.log10(mel_est + _MEL_EPS))))
 
 
@@ -205,7 +212,7 @@ def si_sdr(ref_T, est_T) -> float:
 
   Both signals are made zero-mean; the target is the projection of the estimate onto the reference,
   alpha * ref with alpha = <est, ref> / ||ref||^2, and SI-SDR = 10 log10(||target||^2 / ||est -
-  target||^2).  Identical signals give a very large (finite) value.
+  target||^2).  Identical signals give a very large finite value (about 313 dB).
 
   Args:
     ref_T: (T,) reference.
@@ -221,8 +228,11 @@ def si_sdr(ref_T, est_T) -> float:
   alpha = np.dot(est_T, ref_T) / (np.dot(ref_T, ref_T) + tiny)
   target_T = alpha * ref_T
   noise_T = est_T - target_T
-  return float(10.0 * np.log10((np.dot(target_T, target_T) + tiny) /
-                               (np.dot(noise_T, noise_T) + tiny)))
+  target, noise = np.dot(target_T, target_T), np.dot(noise_T, noise_T)
+  # Floor the distortion at float64 round-off of the target, so a perfect match gives ~313 dB, not
+  # inf (which would poison means over files).
+  noise = max(noise, target * np.finfo(np.float64).eps**2)
+  return float(10.0 * np.log10((target + tiny) / (noise + tiny)))
 
 
 def spectral_energy_curve(target_T, partial_recons_KxT, window: int = 2048,
@@ -230,7 +240,8 @@ def spectral_energy_curve(target_T, partial_recons_KxT, window: int = 2048,
   """Fraction of the target's spectral energy removed by each partial reconstruction.
 
   curve[k] = 1 - ||S(target) - S(recon_k)||_1 / ||S(target)||_1 with S = `stft_magnitude`: 1.0 for a
-  perfect reconstruction, 0.0 for silence, negative when a reconstruction adds more than it explains.
+  perfect reconstruction, 0.0 for silence, negative when a reconstruction adds more than it
+  explains.
 
   Args:
     target_T: (T,) target signal.
@@ -270,7 +281,7 @@ def estimate_lag(ref_T, est_T, max_lag: int) -> int:
 
 
 def align(ref_T, est_T, max_lag: int) -> np.ndarray:
-  """Shift an estimate onto its reference by the best integer lag, then crop/zero-pad to ref's length.
+  """Shift an estimate onto its reference by the best integer lag; crop/zero-pad to ref's length.
 
   Args:
     ref_T: (T,) reference.

@@ -8,6 +8,8 @@ frequency (air and wall absorption make highs die faster).  Rooms range from a s
 (RT60 0.15 s) to a large hall (RT60 3 s).  Like the paper's bank, each response is cut or padded
 to the window length and divided by its positive peak, and it is a constant: never trained.
 """
+import functools
+
 import numpy as np
 
 SPEED_OF_SOUND = 343.0  # m/s
@@ -90,3 +92,15 @@ def room_impulse_responses(n_rooms: int, n_samples: int, sample_rate: int,
     response = early + tail
     bank[i] = response / (abs(response.max()) + 1e-12)
   return bank.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def room_bank_spectra(n_rooms: int, n_samples: int, sample_rate: int, seed: int) -> np.ndarray:
+  """rfft at 2T of the bank (complex64, (R, T + 1)): what the decoder multiplies by.
+
+  Cached: the bank is a pure function of its arguments and takes a second or two to build.
+  """
+  bank = room_impulse_responses(n_rooms, n_samples, sample_rate, seed)
+  spectra = np.fft.rfft(bank.astype(np.float64), n=2 * n_samples).astype(np.complex64)
+  spectra.setflags(write=False)
+  return spectra

@@ -149,9 +149,3 @@ def _smooth_size(n: int) -> int:
     best = min(best, size)
     p3 *= 3
   return best
-
-
-def room_spectra(rooms_RxT: np.ndarray) -> np.ndarray:
-  """rfft of the room bank at 2T, computed once on the host (complex64, (R, T + 1))."""
-  t = rooms_RxT.shape[-1]
-  return np.fft.rfft(rooms_RxT.astype(np.float64), n=2 * t).astype(np.complex64)
