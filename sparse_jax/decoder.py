@@ -112,8 +112,11 @@ class Decoder(nnx.Module):
     self.room_spectra = RoomBank(jnp.asarray(rooms.room_bank_spectra(
         cfg.n_rooms, cfg.n_samples, cfg.sample_rate, cfg.room_seed)))
 
-  def controls(self, vector_BxD, frame_B, gain_B) -> dict[str, jax.Array]:
-    """The synthesis controls of `synth.render_event`, batched over B."""
+  def controls(self, vector_BxD, frame_B, gain_B, fine_B=None) -> dict[str, jax.Array]:
+    """The synthesis controls of `synth.render_event`, batched over B.
+
+    `fine_B` overrides the fine shift of the `fine` head (a decoded file stores its own).
+    """
     c = self.cfg
     heads = self.heads(vector_BxD)
     relu = jax.nn.relu
@@ -137,16 +140,18 @@ class Decoder(nnx.Module):
         "frame": frame_B,
         "gain": gain_B,
     }
-    if c["fine_positioning"]:
+    if fine_B is not None:
+      out["fine"] = jnp.asarray(fine_B, jnp.float32)
+    elif c["fine_positioning"]:
       out["fine"] = jnp.tanh(heads["fine"][:, 0]) * c["hop"]  # within +-1 hop
     else:
       out["fine"] = jnp.zeros((b,), jnp.float32)
     return out
 
-  def __call__(self, vector_BxD, frame_B, gain_B) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, vector_BxD, frame_B, gain_B, fine_B=None) -> tuple[jax.Array, jax.Array]:
     """Returns the scheduled audio (B, T) and the fine shift in samples (B,)."""
     c = self.cfg
-    controls = self.controls(vector_BxD, frame_B, gain_B)
+    controls = self.controls(vector_BxD, frame_B, gain_B, fine_B)
     rooms_spec = self.room_spectra[...]
     render = lambda ctl: synth.render_event(
         ctl, rooms_spec, n_samples=c["n_samples"], window=c["window"], hop=c["hop"],

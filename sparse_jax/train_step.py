@@ -47,28 +47,37 @@ def build_modules(cfg, seed: int):
           Discriminator(cfg.model, cfg.disc, nnx.Rngs(seed + 1)))
 
 
+def make_graphs(cfg) -> Graphs:
+  """The static graph definitions of both players (from shapes only) and the room constants."""
+  g_model, disc = nnx.eval_shape(lambda: build_modules(cfg, 0))
+  g_graph, _, _ = nnx.split(g_model, nnx.Param, ...)
+  d_graph, _ = nnx.split(disc, nnx.Param)
+  return Graphs(g_graph, d_graph, room_constants(cfg))
+
+
+def init_train_state(cfg, seed: int) -> TrainState:
+  """Fresh parameters and optimiser states.  Pure: jit it, or eval_shape it for restoring."""
+  g, d = build_modules(cfg, seed)
+  g_params, d_params = nnx.state(g, nnx.Param), nnx.state(d, nnx.Param)
+  tx_g, tx_d = optimizers(cfg)
+  return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, g_opt=tx_g.init(g_params),
+                    d_params=d_params, d_opt=tx_d.init(d_params),
+                    rng=jax.random.key_data(jax.random.key(seed + 2)))
+
+
 def create_train_state(cfg, seed: int | None = None) -> tuple[Graphs, TrainState]:
   """Initialises both players and their optimisers.
 
-  Parameters are created under one `jax.jit`, which compiles the initialisers once instead of
+  Initialisation runs under one `jax.jit`, which compiles the initialisers once instead of
   dispatching each eagerly: seconds instead of tens of seconds at full size.
   """
   seed = cfg.seed if seed is None else seed
+  return make_graphs(cfg), jax.jit(lambda: init_train_state(cfg, seed))()
 
-  @jax.jit
-  def init_params():
-    g, d = build_modules(cfg, seed)
-    return nnx.state(g, nnx.Param), nnx.state(d, nnx.Param)
 
-  g_params, d_params = init_params()
-  g_model, disc = nnx.eval_shape(lambda: build_modules(cfg, seed))
-  g_graph, _, _ = nnx.split(g_model, nnx.Param, ...)
-  d_graph, _ = nnx.split(disc, nnx.Param)
-  tx_g, tx_d = optimizers(cfg)
-  state = TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, g_opt=tx_g.init(g_params),
-                     d_params=d_params, d_opt=tx_d.init(d_params),
-                     rng=jax.random.key_data(jax.random.key(seed + 2)))
-  return Graphs(g_graph, d_graph, room_constants(cfg)), state
+def abstract_train_state(cfg) -> tuple[Graphs, TrainState]:
+  """Graphs and the TrainState's shapes and dtypes, with nothing allocated (for restoring)."""
+  return make_graphs(cfg), jax.eval_shape(lambda: init_train_state(cfg, cfg.seed))
 
 
 def room_constants(cfg) -> nnx.State:

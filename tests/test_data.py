@@ -326,8 +326,9 @@ def test_splits_are_by_work_deterministic_and_cover_large_groups():
 def test_build_is_idempotent_and_survives_a_timeout(tmp_path, monkeypatch):
   monkeypatch.setattr(classical, 'list_works', lambda preset: ['bach/bwv66.6.mxl'])
   root = tmp_path / 'classical'
-  # A timeout shorter than a worker's start-up: the work is killed and recorded as failed.
-  classical.build(root, preset='tiny', workers=1, progress=False, timeout_s=0.2)
+  # A timeout far shorter than a render (which includes importing music21): the work is killed
+  # and recorded as failed.
+  classical.build(root, preset='tiny', workers=1, progress=False, timeout_s=0.02)
   manifest = json.loads((root / 'manifest.json').read_text())
   assert list(manifest['failed']) == ['bach/bwv66.6.mxl'] and not manifest['works']
   assert not list(root.rglob('*.wav')) and not list(root.rglob('*.tmp*'))

@@ -14,6 +14,10 @@ Labels use MusicNet's columns: start_time,end_time (samples at the rendered rate
 (1-based GM program), note (MIDI pitch), start_beat (quarter notes from the start), end_beat (the
 duration in beats, as in MusicNet), note_value.
 
+Repeats are not expanded: each passage is played once.  Expansion is most of music21's export
+time and fails outright on some corpus scores ("badly formed repeats"), and a repeat only
+duplicates audio.  Durations are therefore shorter than a performance with repeats.
+
 The split is by work (a whole quartet, or one chorale), from a hash of its corpus path, so the
 same work lands in the same split for every preset and machine.
 
@@ -238,8 +242,11 @@ def _parse_score(corpus_path: str):
   """Parses a corpus score given as 'bach/bwv66.6' or 'beethoven/opus18no1/movement1.mxl'."""
   from music21 import converter, corpus  # pylint: disable=g-import-not-at-top
   full = os.path.join(_corpus_dir(), corpus_path)
-  if os.path.isfile(full):
-    return converter.parse(full)
+  candidates = [full] + [full + ext for ext in _EXT_PREFERENCE]
+  path = next((c for c in candidates if os.path.isfile(c)), None)
+  if path is not None:
+    # Each score is parsed once per build: music21's pickle cache would only cost a write.
+    return converter.parse(path, forceSource=True, storePickle=False)
   try:
     return corpus.parse(corpus_path)
   except Exception as e:  # music21 raises several unrelated types for a bad name.
@@ -259,15 +266,16 @@ def _strip_repeats(score):
     expr.activeSite.remove(expr)
 
 
-def _score_midi_bytes(score):
-  """(Standard MIDI file bytes, whether repeats had to be dropped)."""
-  from music21 import midi, repeat  # pylint: disable=g-import-not-at-top
-  try:
-    return midi.translate.streamToMidiFile(score).writestr(), False
-  except repeat.ExpanderException:
-    # "badly formed repeats": play the score through once rather than losing the movement.
-    _strip_repeats(score)
-    return midi.translate.streamToMidiFile(score).writestr(), True
+def _score_midi_bytes(score) -> bytes:
+  """Standard MIDI file bytes for a score, each passage played once (repeats are not expanded).
+
+  Expanding repeats is most of music21's export time (it deep-copies the score, 3-4x slower
+  overall), some corpus scores have repeats it cannot expand at all ("badly formed repeats"), and
+  for training data a repeat only duplicates audio: so repeats are dropped before the export.
+  """
+  from music21 import midi  # pylint: disable=g-import-not-at-top
+  _strip_repeats(score)
+  return midi.translate.streamToMidiFile(score).writestr()
 
 
 def _keyword_program(text: str):
@@ -427,17 +435,28 @@ def synthesize(midi_bytes: bytes, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
       _SOUNDFONT_BYTES = f.read()
   synth = tinysoundfont.Synth(samplerate=sample_rate, gain=_SYNTH_GAIN_DB)
   synth.sfload(_SOUNDFONT_BYTES)
-  events = tinysoundfont.midi.load_memory(midi_bytes)
+  events = sorted(tinysoundfont.midi.load_memory(midi_bytes), key=lambda e: e.t)
+  # tinysoundfont's Sequencer rescans its whole event list on every callback (quadratic: most of
+  # the time on a quartet movement), so events are scheduled here and only its dispatch is used.
   seq = tinysoundfont.Sequencer(synth)
-  seq.add(events)
-  end_s = max((e.t for e in events), default=0.0) + _RELEASE_S
+  synth.callback = None
+  end_s = (events[-1].t if events else 0.0) + _RELEASE_S
   n_total = int(math.ceil(end_s * sample_rate))
-  audio_T = np.empty(n_total, np.float32)
-  for pos in range(0, n_total, _BLOCK):
-    n = min(_BLOCK, n_total - pos)
-    stereo = np.frombuffer(synth.generate(n), np.float32)[:2 * n].reshape(-1, 2)
-    audio_T[pos:pos + stereo.shape[0]] = stereo.mean(axis=1)
-    audio_T[pos + stereo.shape[0]:pos + n] = 0.0
+  audio_T = np.zeros(n_total, np.float32)
+  pos = 0
+
+  def render_until(stop):
+    nonlocal pos
+    while pos < stop:
+      n = min(_BLOCK, stop - pos)
+      stereo = np.frombuffer(synth.generate_simple(n), np.float32).reshape(-1, 2)
+      audio_T[pos:pos + n] = stereo.mean(axis=1)
+      pos += n
+
+  for event in events:
+    render_until(min(n_total, int(round(event.t * sample_rate))))
+    seq.send(event)
+  render_until(n_total)
   return audio_T
 
 
@@ -469,7 +488,7 @@ def render_movement(corpus_path: str, out_wav, sample_rate: int = SAMPLE_RATE) -
     sample_rate: in Hz.
 
   Returns:
-    A manifest entry: seconds, notes, programs, ensemble, repeats_dropped, export_s, render_s.
+    A manifest entry: seconds, notes, programs, ensemble, export_s, render_s.
   """
   import mido  # pylint: disable=g-import-not-at-top
   warnings.simplefilter('ignore')  # music21 warns about every overfull measure.
@@ -478,7 +497,7 @@ def render_movement(corpus_path: str, out_wav, sample_rate: int = SAMPLE_RATE) -
   score = _parse_score(corpus_path)
   texts = _part_texts(score)
   programs, ensemble = choose_programs(corpus_path, texts)
-  midi_bytes, repeats_dropped = _score_midi_bytes(score)
+  midi_bytes = _score_midi_bytes(score)
   mid = mido.MidiFile(file=io.BytesIO(midi_bytes))
   # music21 writes a tempo track, then one track per part in score order.
   n_lead = len(mid.tracks) - len(texts)
@@ -503,7 +522,7 @@ def render_movement(corpus_path: str, out_wav, sample_rate: int = SAMPLE_RATE) -
   return {
       'seconds': round(n / sample_rate, 3), 'notes': len(rows),
       'programs': sorted(set(channel_programs.values())), 'ensemble': ensemble,
-      'repeats_dropped': repeats_dropped, 'export_s': round(t1 - t0, 2),
+      'export_s': round(t1 - t0, 2),
       'render_s': round(time.monotonic() - t1, 2),
   }
 
