@@ -66,13 +66,14 @@ def load_audio(path, sample_rate: int) -> np.ndarray:
   if not os.path.exists(path):
     raise UserError(f'{path}: no such audio file; check the path')
   if os.path.isdir(path):
-    raise UserError(f'{path}: is a folder, not an audio file; pass the path of a wav/flac/ogg/mp3 file')
+    raise UserError(f'{path}: is a folder, not an audio file; pass a wav/flac/ogg/mp3 file')
   try:
     audio_TxC, sr_in = sf.read(path, dtype='float32', always_2d=True)
   except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as e:
     reason = str(e).splitlines()[0] if str(e) else type(e).__name__
     reason = reason.replace(f'Error opening {path!r}: ', '').rstrip('.')
-    raise UserError(f'{path}: cannot read audio ({reason}); convert it to WAV, FLAC, OGG or MP3') from e
+    raise UserError(
+        f'{path}: cannot read audio ({reason}); convert it to WAV, FLAC, OGG or MP3') from e
   if audio_TxC.shape[0] == 0 or audio_TxC.shape[1] == 0:
     raise UserError(f'{path}: the file holds no audio samples; pass a non-empty recording')
   audio_T = audio_TxC.mean(axis=1, dtype=np.float32)
@@ -122,7 +123,8 @@ def write_audio(path, audio_T, sample_rate: int, subtype=None):
   path = os.fspath(path)
   ext = os.path.splitext(path)[1].lower()
   if ext not in _FORMATS:
-    raise UserError(f'{path}: cannot write {ext or "extension-less"} files; use .wav, .flac or .ogg')
+    raise UserError(
+        f'{path}: cannot write {ext or "extension-less"} files; use .wav, .flac or .ogg')
   folder = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(folder):
     raise UserError(f'{path}: the output folder {folder} does not exist; create it first')

@@ -124,6 +124,17 @@ def schedule(event_xT: jax.Array, frame_x: jax.Array, gain_x: jax.Array, hop: in
   return jnp.asarray(gain_x)[..., None] * out
 
 
+def delay_integer(audio_T: jax.Array, delay: jax.Array) -> jax.Array:
+  """Delays one signal by a whole number of samples in [0, T], dropping what passes the end.
+
+  Exact (a slice of the zero-padded signal), for signals whose content may fill the whole
+  window, where a phase ramp at 2T would wrap their tail around to the start.
+  """
+  t = audio_T.shape[-1]
+  padded = jnp.concatenate([jnp.zeros_like(audio_T), audio_T])
+  return jax.lax.dynamic_slice(padded, (t - jnp.clip(delay, 0, t),), (t,))
+
+
 def fine_shift(audio_xT: jax.Array, shift_x: jax.Array) -> jax.Array:
   """Delays by a fractional number of samples (a linear phase ramp on the 2T-padded signal)."""
   return schedule(audio_xT, jnp.zeros(jnp.shape(shift_x), jnp.int32), 1.0, 1, shift_x)

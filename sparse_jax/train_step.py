@@ -42,9 +42,12 @@ def optimizers(cfg):
   return adam(cfg.optim.generator_lr), adam(cfg.optim.discriminator_lr)
 
 
-def build_modules(cfg, seed: int):
-  return (SparseCodec(cfg.model, nnx.Rngs(seed)),
-          Discriminator(cfg.model, cfg.disc, nnx.Rngs(seed + 1)))
+def build_modules(cfg, seed):
+  """Both players.  `seed` may be traced: under jit a constant seed would make XLA constant-fold
+  every initialiser's random bits at compile time, which takes minutes at full size."""
+  key = jax.random.key(seed)
+  return (SparseCodec(cfg.model, nnx.Rngs(key)),
+          Discriminator(cfg.model, cfg.disc, nnx.Rngs(jax.random.fold_in(key, 1))))
 
 
 def make_graphs(cfg) -> Graphs:
@@ -62,7 +65,7 @@ def init_train_state(cfg, seed: int) -> TrainState:
   tx_g, tx_d = optimizers(cfg)
   return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, g_opt=tx_g.init(g_params),
                     d_params=d_params, d_opt=tx_d.init(d_params),
-                    rng=jax.random.key_data(jax.random.key(seed + 2)))
+                    rng=jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 2)))
 
 
 def create_train_state(cfg, seed: int | None = None) -> tuple[Graphs, TrainState]:
@@ -72,12 +75,14 @@ def create_train_state(cfg, seed: int | None = None) -> tuple[Graphs, TrainState
   dispatching each eagerly: seconds instead of tens of seconds at full size.
   """
   seed = cfg.seed if seed is None else seed
-  return make_graphs(cfg), jax.jit(lambda: init_train_state(cfg, seed))()
+  init = jax.jit(functools.partial(init_train_state, cfg))
+  return make_graphs(cfg), init(jnp.asarray(seed, jnp.int32))
 
 
 def abstract_train_state(cfg) -> tuple[Graphs, TrainState]:
   """Graphs and the TrainState's shapes and dtypes, with nothing allocated (for restoring)."""
-  return make_graphs(cfg), jax.eval_shape(lambda: init_train_state(cfg, cfg.seed))
+  return make_graphs(cfg), jax.eval_shape(
+      functools.partial(init_train_state, cfg), jnp.asarray(cfg.seed, jnp.int32))
 
 
 def room_constants(cfg) -> nnx.State:

@@ -64,8 +64,10 @@ _BLOCK = 1 << 16  # Render block, in samples.
 # Composers with instrumental (or chorale) music in the corpus: the 'full' preset.
 _COMPOSERS_FULL = ('bach', 'beethoven', 'mozart', 'haydn', 'schumann_robert', 'schumann_clara',
                    'weber', 'handel', 'joplin', 'schubert', 'verdi', 'corelli', 'chopin', 'cpebach')
-# 'small': chorales, the Mozart and Haydn quartets and a few short piano and string pieces.
+# 'small': half the chorales, the Mozart and Haydn quartets and a few short piano and string
+# pieces: about 3 hours of audio from about 7 CPU-minutes (the chorales are the cheapest audio).
 _SMALL_COMPOSERS = ('bach', 'mozart', 'haydn')
+_SMALL_CHORALE_FRACTION = 0.5
 _SMALL_EXTRA = ('joplin/maple_leaf_rag.mxl', 'schumann_clara/polonaise_op1n1.mxl',
                 'schumann_clara/polonaise_op1n2.mxl', 'corelli/opus3no1/1grave.xml',
                 'cpebach/h186.mxl')
@@ -169,7 +171,7 @@ def work_of(corpus_path: str) -> str:
 
 
 def output_name(corpus_path: str) -> str:
-  """File stem for a movement: 'beethoven/opus18no1/movement2.mxl' -> 'beethoven_opus18no1_movement2'."""
+  """File stem of a movement: 'haydn/opus1no1/movement2.mxl' -> 'haydn_opus1no1_movement2'."""
   return _strip_ext(corpus_path).replace('/', '_')
 
 
@@ -218,18 +220,24 @@ def list_works(preset: str) -> list:
   """The corpus paths a preset renders.
 
   Args:
-    preset: 'tiny' (6 chorales: 4 train, 2 test; seconds to build), 'small' (chorales, Mozart and
-      Haydn quartets, a few short pieces), or 'full' (every candidate work).
+    preset: 'tiny' (6 chorales: 4 train, 2 test; seconds to build), 'small' (half the chorales,
+      the Mozart and Haydn quartets, a few short pieces), or 'full' (every candidate work).
   """
   if preset not in PRESETS:
     raise UserError(f'unknown preset {preset!r}; use one of {", ".join(PRESETS)}')
   works = candidate_works()
   if preset == 'full':
     return works
+  # Each preset contains the smaller ones, so building a larger one later reuses the renders.
+  # The chorale half is chosen by its own hash, independent of the split hash, so both splits
+  # shrink alike.
+  small = [p for p in works
+           if (composer_of(p) in _SMALL_COMPOSERS or p in _SMALL_EXTRA) and
+           (composer_of(p) != 'bach' or _hash01(work_of(p) + '#small') < _SMALL_CHORALE_FRACTION)]
   if preset == 'small':
-    return [p for p in works if composer_of(p) in _SMALL_COMPOSERS or p in _SMALL_EXTRA]
+    return small
   splits = assign_splits(works)
-  chorales = [p for p in works if composer_of(p) == 'bach' and p.endswith('.mxl')]
+  chorales = [p for p in small if composer_of(p) == 'bach' and p.endswith('.mxl')]
   return ([p for p in chorales if splits[p] == 'train'][:4] +
           [p for p in chorales if splits[p] == 'test'][:2])
 
@@ -491,13 +499,14 @@ def render_movement(corpus_path: str, out_wav, sample_rate: int = SAMPLE_RATE) -
     A manifest entry: seconds, notes, programs, ensemble, export_s, render_s.
   """
   import mido  # pylint: disable=g-import-not-at-top
-  warnings.simplefilter('ignore')  # music21 warns about every overfull measure.
   out_wav = os.fspath(out_wav)
   t0 = time.monotonic()
-  score = _parse_score(corpus_path)
-  texts = _part_texts(score)
-  programs, ensemble = choose_programs(corpus_path, texts)
-  midi_bytes = _score_midi_bytes(score)
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')  # music21 warns about every overfull measure.
+    score = _parse_score(corpus_path)
+    texts = _part_texts(score)
+    programs, ensemble = choose_programs(corpus_path, texts)
+    midi_bytes = _score_midi_bytes(score)
   mid = mido.MidiFile(file=io.BytesIO(midi_bytes))
   # music21 writes a tempo track, then one track per part in score order.
   n_lead = len(mid.tracks) - len(texts)
@@ -819,11 +828,13 @@ def build(root=None, *, preset: str = 'small', workers: int = 2, progress: bool 
   finally:
     bar.close()
     _save_manifest(root, manifest)
-  # Render-version bumps leave old files without an entry: remove them so make_source is exact.
+  # A build killed hard (no chance to save the manifest) can leave a rendered movement without an
+  # entry: remove such orphans so that make_source, which lists the folders, matches the manifest.
   valid = {(w['split'], n) for n, w in manifest['works'].items()}
+  ours = {output_name(p) for p in candidate_works()}
   for split in ('train', 'test'):
     for wav in (root / split).glob('*.wav'):
-      if (split, wav.stem) not in valid:
+      if wav.stem in ours and (split, wav.stem) not in valid:
         wav.unlink()
         wav.with_suffix('.csv').unlink(missing_ok=True)
   rendered = [manifest['works'][output_name(p)] for p in works

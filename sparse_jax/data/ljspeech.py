@@ -23,7 +23,8 @@ def is_test_id(clip_id: str) -> bool:
 def find_root(root: str) -> str:
   """The folder that holds wavs/, given it or its parent."""
   if not root:
-    raise UserError('data.root is empty for LJ-Speech: pass --config.data.root=/path/to/LJSpeech-1.1')
+    raise UserError(
+        'data.root is empty for LJ-Speech: pass --config.data.root=/path/to/LJSpeech-1.1')
   for cand in (root, os.path.join(root, 'LJSpeech-1.1')):
     if os.path.isdir(os.path.join(cand, 'wavs')):
       return cand
@@ -58,7 +59,7 @@ def make_source(root: str, *, sample_rate: int, split: str, cache_dir: str = '')
   root = find_root(root)
   ids = [i for i in clip_ids(root) if is_test_id(i) == (split == 'test')]
   if not ids:
-    raise UserError(f'{root}: the LJ-Speech {split} split has no clips (wavs/ holds too few files); '
+    raise UserError(f'{root}: the LJ-Speech {split} split has no clips (too few files in wavs/); '
                     'check that the archive was extracted completely')
   items = [AudioItem(name=i, path=os.path.join(root, 'wavs', i + '.wav')) for i in ids]
   return AudioSource(items, sample_rate=sample_rate, cache_dir=cache_dir,

@@ -20,7 +20,8 @@ from sparse_jax.data.segments import AudioItem, AudioSource
 from sparse_jax.errors import UserError
 
 SAMPLE_RATE = 44100
-TEST_IDS = frozenset({'1759', '1819', '2106', '2191', '2298', '2303', '2382', '2416', '2556', '2628'})
+TEST_IDS = frozenset({'1759', '1819', '2106', '2191', '2298', '2303', '2382', '2416', '2556',
+                      '2628'})
 _AUDIO_EXTS = ('.wav', '.flac')
 _MAX_SEARCH_DEPTH = 4
 
@@ -199,7 +200,8 @@ def make_source(root: str, *, sample_rate: int, split: str, cache_dir: str = '')
     _, npz = layout
     train_ids, test_ids = split_ids(_npz_ids(npz))
     ids = train_ids if split == 'train' else test_ids
-    items = [AudioItem(name=i, path=npz, member=i, read=partial(read_npz_audio, npz, i)) for i in ids]
+    items = [AudioItem(name=i, path=npz, member=i, read=partial(read_npz_audio, npz, i))
+             for i in ids]
     where = npz
   if not items:
     raise UserError(f'{where}: the MusicNet {split} split has no recordings; '

@@ -1,4 +1,4 @@
-"""Recordings as a memory-mapped cache, and the fixed-length windows that training and evaluation see.
+"""Recordings in a memory-mapped cache, and the fixed-length windows training and evaluation see.
 
 `AudioSource` is an ordered list of recordings.  Each is decoded, downmixed and resampled once,
 then kept as a float32 `.npy` in the cache folder and memory-mapped, so a random window costs a
@@ -140,7 +140,8 @@ class AudioSource:
         try:
           info = sf.info(item.path)
         except (sf.SoundFileError, RuntimeError) as e:
-          raise UserError(f'{item.path}: cannot read audio header ({e}); remove or replace the file') from e
+          raise UserError(
+              f'{item.path}: cannot read audio header ({e}); remove or replace the file') from e
         total += info.frames / info.samplerate
     return float(total)
 

@@ -1,0 +1,120 @@
+"""The decoder's DSP blocks against known signals, and the room bank's physics."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sparse_jax import rooms, signal, synth
+
+
+def test_sparse_softmax_forward_is_scaled_one_hot_backward_is_softmax():
+  logits = jnp.array([[0.1, 2.0, -1.0, 0.5]])
+  soft = jax.nn.softmax(logits)
+  out = synth.sparse_softmax(logits)
+  np.testing.assert_allclose(out, [[0, soft[0, 1], 0, 0]], atol=1e-7)
+  w = jnp.array([[1.0, -2.0, 3.0, 0.5]])
+  g_sparse = jax.grad(lambda x: jnp.sum(synth.sparse_softmax(x) * w))(logits)
+  g_soft = jax.grad(lambda x: jnp.sum(jax.nn.softmax(x) * w))(logits)
+  np.testing.assert_allclose(g_sparse, g_soft, atol=1e-6)
+
+
+def test_energy_impulse_is_positive_triangles_at_the_argmax():
+  points, length = 32, 1024
+  logits = jnp.full((2, points), -20.0).at[0, 5].set(20.0).at[1, 20].set(20.0)
+  env = np.asarray(synth.energy_impulse(logits, length))
+  assert env.min() >= 0
+  factor = length // points
+  for spike in (5, 20):  # each spike becomes a triangle centred on its stretched position
+    centre = spike * factor + factor // 2
+    assert env[centre - 1:centre + 1].max() == pytest.approx(env.max(), rel=1e-3)
+    assert env[(spike - 1) * factor] < 0.05 * env.max()
+  assert env[:4 * factor].max() < 1e-6  # nothing before the first spike's triangle
+  assert env[10 * factor:19 * factor].max() < 1e-6  # nor between the two
+
+
+def test_deformation_masks_sum_to_one_and_drift_with_cumsum():
+  deform = jnp.zeros((3, 16)).at[1, :].set(1.0)  # channel 1 grows every frame
+  masks = np.asarray(synth.deformation_masks(deform, 16 * 8))
+  np.testing.assert_allclose(masks.sum(0), 1.0, atol=1e-6)
+  assert masks[1, -1] > 0.99 and masks[1, 0] < masks[1, -1]
+
+
+def test_fft_resonance_single_partial_frequency_and_decay():
+  window, n, sr = 256, 4096, 22050
+  n_bins = window // 2 + 1
+  k = 20
+  params = np.zeros((1, 3 * n_bins), np.float32)
+  params[0, 2 * n_bins:] = -30.0  # start magnitude ~0 everywhere ...
+  params[0, 2 * n_bins + k] = 30.0  # ... but bin k
+  params[0, k] = 1.0  # decay factor of bin k: 0.5 + 0.5*0.9999*sigmoid(1)
+  res = np.asarray(synth.fft_resonances(jnp.asarray(params), n, window))[0]
+  assert np.linalg.norm(res) == pytest.approx(1.0, abs=1e-4)
+  hop = window // 2
+  spectrum = np.abs(np.fft.rfft(res * np.hanning(n)))
+  # Bin k of the frames, plus the offset of the model's fixed per-frame phase ramp pi*k/(F-1)
+  # (not phase-continuous; kept from the paper): k / (2 (F-1) hop) cycles per sample.
+  expected = k * n / window + n * k / (2 * (n_bins - 1) * hop)
+  assert abs(np.argmax(spectrum) - expected) <= 1
+  decay = 0.5 + 0.5 * 0.9999 / (1 + np.exp(-1.0))
+  frame_energy = np.array([np.sum(res[i * hop:(i + 1) * hop] ** 2) for i in range(2, 8)])
+  ratio = np.sqrt(frame_energy[1:] / frame_energy[:-1])
+  np.testing.assert_allclose(ratio, decay, rtol=0.05)
+
+
+def test_room_bank_is_deterministic_peak_normalised_and_decays_as_designed():
+  sr, n = 22050, 2**16
+  bank = rooms.room_impulse_responses(6, n, sr, seed=3)
+  np.testing.assert_array_equal(bank, rooms.room_impulse_responses(6, n, sr, seed=3))
+  np.testing.assert_allclose(bank.max(axis=1), 1.0, atol=1e-6)
+  design = np.array([p[0] for p in rooms._room_parameters(6, np.random.default_rng(3))])
+  # Schroeder backward integration: the time the energy decay curve falls from -5 to -25 dB,
+  # extrapolated to 60 dB (T20), must follow the designed mid-band RT60.
+  measured = []
+  for rir in bank:
+    late = rir[int(0.02 * sr):]  # past the direct sound and first reflections
+    edc = np.cumsum((late ** 2)[::-1])[::-1]
+    edc_db = 10 * np.log10(edc / edc[0] + 1e-20)
+    t5, t25 = np.argmax(edc_db < -5), np.argmax(edc_db < -25)
+    measured.append(3.0 * (t25 - t5) / sr)
+  measured = np.array(measured)
+  assert np.corrcoef(np.log(design), np.log(measured))[0, 1] > 0.95
+  np.testing.assert_allclose(measured, design, rtol=0.5)
+
+
+def test_render_event_is_silent_before_its_frame_and_scales_with_gain():
+  window, hop, n = 256, 64, 4096
+  n_bins = window // 2 + 1
+  rng = np.random.default_rng(0)
+  spectra = rooms.room_bank_spectra(2, n, 22050, 0)
+  controls = {
+      "envelope_SxP": jnp.asarray(rng.standard_normal((2, 16)), jnp.float32),
+      "noise_filters_CxL": jnp.asarray(rng.standard_normal((2, 16)), jnp.float32),
+      "noise_deform_CxN": jnp.zeros((2, n // hop)),
+      "noise_mix_2": jnp.zeros(2),
+      "resonance_params_Cx3F": jnp.asarray(rng.standard_normal((2, 3 * n_bins)), jnp.float32),
+      "deform_CxN": jnp.zeros((2, n // hop)),
+      "mix_2": jnp.zeros(2),
+      "room_weights_R": jnp.array([0.5, 0.5]),
+      "room_mix_2": jnp.zeros(2),
+      "fine": jnp.array(0.0),
+      "frame": jnp.array(10),
+      "gain": jnp.array(1.0),
+  }
+  render = lambda c: np.asarray(synth.render_event(c, jnp.asarray(spectra), n_samples=n,
+                                                   window=window, hop=hop, attack_samples=256))
+  audio = render(controls)
+  assert np.abs(audio[:10 * hop]).max() < 1e-5
+  assert np.abs(audio[10 * hop:]).max() > 1e-3
+  np.testing.assert_allclose(render(dict(controls, gain=jnp.array(2.5))), 2.5 * audio, atol=1e-5)
+  assert np.abs(render(dict(controls, gain=jnp.array(0.0)))).max() == 0.0
+  # The whole-window view: the same event at frame 0 is the frame-10 event moved back 640 samples.
+  at_zero = render(dict(controls, frame=jnp.array(0)))
+  np.testing.assert_allclose(audio[10 * hop:], at_zero[:n - 10 * hop], atol=1e-5)
+
+
+def test_smooth_fft_size():
+  assert synth._smooth_size(1000) == 1024
+  assert synth._smooth_size(131072 + 8319) == 139968  # 2^6 * 3^7, not 2^18
+  for n in (17, 1000, 5000, 139391):
+    size = synth._smooth_size(n)
+    assert size >= n and size <= signal.fft_size(n)
