@@ -123,8 +123,10 @@ def test_every_parameter_gets_a_finite_nonzero_gradient(one_step):
 # Golden values of one full step of the tiny config on the fixed seed and batch.  If a deliberate
 # change to the model, the init or the synthetic batch moves them, rerun this test with
 # GOLDEN_PRINT=1, check the new numbers make sense, and paste them here.
+# (The discriminator's gradient norm is not pinned: at init its logits are ~1e-5, and the L1 loss's
+# gradient is their sign, which rounding differences between XLA optimisation levels can flip.)
 GOLDEN = {"energy_loss": -0.02368, "g_adversarial": 1.0, "d_loss": 0.9999912,
-          "mean_gain": 0.00065298, "g_grad_norm": 66.41388, "d_grad_norm": 0.5354626}
+          "mean_gain": 0.00065298, "g_grad_norm": 66.41388}
 
 
 def test_golden_values_of_one_full_step(one_step):

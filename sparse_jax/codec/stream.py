@@ -27,7 +27,9 @@ and stopping mode; the renderer on batches of `RENDER_BATCH` events).  The jitte
 shared between `Codec` instances of the same model config, so reloading a checkpoint does not
 compile again.
 """
+import contextlib
 import dataclasses
+import logging
 import math
 import os
 import sys
@@ -110,6 +112,21 @@ class Progress:
     if self.enabled and self.tty:
       self.stream.write("\n")
       self.stream.flush()
+
+
+@contextlib.contextmanager
+def _quiet_library_logs():
+  """Silences Orbax's (absl) log records while restoring: a damaged checkpoint must reach the user
+  as our one-line UserError, not as extra ERROR lines before it."""
+  loggers = [logging.getLogger(name) for name in ("absl", "orbax")]
+  levels = [lg.level for lg in loggers]
+  for lg in loggers:
+    lg.setLevel(logging.CRITICAL + 1)
+  try:
+    yield
+  finally:
+    for lg, level in zip(loggers, levels):
+      lg.setLevel(level)
 
 
 def _model_cfg_key(cfg) -> str:
@@ -211,7 +228,8 @@ class Codec:
     if not os.path.isdir(workdir):
       raise UserError(f"--workdir {workdir!r} does not exist: pass the workdir of a training run")
     try:
-      cfg, graphs, state, extra = checkpoint.restore_train_state(workdir, step)
+      with _quiet_library_logs():
+        cfg, graphs, state, extra = checkpoint.restore_train_state(workdir, step)
     except UserError:
       raise
     except Exception as e:  # pylint: disable=broad-except

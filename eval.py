@@ -1,0 +1,34 @@
+r"""Evaluates a trained codec: per-step energy removal and reconstruction metrics.
+
+  python eval.py --workdir runs/quickstart [--split test] [--clips 16]
+
+Writes WORKDIR/eval/metrics.json and WORKDIR/eval/curve.png.  Everything needed (the config and
+the checkpoint) is read from the workdir.
+"""
+import sys
+
+from absl import app, flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.")
+_SPLIT = flags.DEFINE_string("split", "test", "Held-out 'test' split, or 'train'.")
+_CLIPS = flags.DEFINE_integer("clips", None, "Number of clips (default: config train.eval_clips).")
+_UNTRAINED = flags.DEFINE_bool("compare_untrained", True, "Also evaluate a fresh init.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from sparse_jax import evaluation
+  from sparse_jax.errors import UserError
+  try:
+    evaluation.check_split(_SPLIT.value)
+    evaluation.evaluate(_WORKDIR.value, _SPLIT.value, _CLIPS.value, _UNTRAINED.value,
+                        log=lambda m: print(m, file=sys.stderr, flush=True))
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)

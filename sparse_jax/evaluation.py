@@ -1,0 +1,129 @@
+"""Evaluation: per-step energy removal and reconstruction quality on held-out clips.
+
+The energy-removal curve is the fraction of the encoded half's spectral L1 energy removed after
+k = 1..E events, measured two ways:
+  * `sum_of_event_spectrograms`: 1 - ||S - sum_{j<=k} |STFT(e_j)| ||_1 / ||S||_1, what the encoder
+    optimises (the residual it sees after step k);
+  * `spectrogram_of_summed_audio`: 1 - ||S - |STFT(sum_{j<=k} e_j)| ||_1 / ||S||_1, what a listener
+    gets when the events are mixed (phases interfere).
+S is the magnitude spectrogram of the clip, restricted to the first half of the frames (the part
+the encoder may place events in).  Reconstruction metrics compare the first half of the clip with
+the first half of the summed events.
+"""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sparse_jax import checkpoint, data, metrics, signal, train_step
+from sparse_jax.errors import UserError
+from sparse_jax.model import encode_audio
+
+
+def make_encoder(cfg, graphs):
+  """A jitted (g_params, audio_BxT) -> (events_BxExT, residual_l1_BxE, frames_BxE)."""
+
+  @jax.jit
+  def run(g_params, audio_BxT):
+    model = train_step.merge_generator(graphs, g_params)
+    d = encode_audio(model, audio_BxT, cfg.model)
+    return d.events_BxExT, d.residual_l1_BxE, d.frames_BxE
+
+  return run
+
+
+def energy_curves(clip_T: np.ndarray, events_ExT: np.ndarray, residual_l1_E: np.ndarray,
+                  window: int, hop: int) -> dict:
+  """Both per-step removal curves of one clip (see the module docstring)."""
+  half = (len(clip_T) // hop) // 2
+  spec = np.asarray(signal.stft_magnitude(jnp.asarray(clip_T), window, hop))[:, :half]
+  total = np.abs(spec).sum() + 1e-12
+  partial = np.cumsum(events_ExT, axis=0)
+  partial_spec = np.asarray(signal.stft_magnitude(jnp.asarray(partial), window, hop))[..., :half]
+  mixed = 1.0 - np.abs(spec[None] - partial_spec).sum((1, 2)) / total
+  return {"sum_of_event_spectrograms": 1.0 - residual_l1_E / total,
+          "spectrogram_of_summed_audio": mixed}
+
+
+def reconstruction_metrics(clip_T: np.ndarray, recon_T: np.ndarray, sample_rate: int) -> dict:
+  half = len(clip_T) // 2
+  ref, est = clip_T[:half].astype(np.float64), recon_T[:half].astype(np.float64)
+  return {"mr_stft": metrics.multi_resolution_stft_distance(ref, est),
+          "log_mel": metrics.log_mel_distance(ref, est, sample_rate),
+          "si_sdr": metrics.si_sdr(ref, est)}
+
+
+def evaluate_params(cfg, graphs, g_params, clips_NxT: np.ndarray, batch_size: int = 1) -> dict:
+  """Mean curves and metrics of one set of generator parameters over the clips."""
+  run = make_encoder(cfg, graphs)
+  curves, recon = [], []
+  for i in range(0, len(clips_NxT), batch_size):
+    chunk = clips_NxT[i:i + batch_size]
+    events, residual_l1, _ = jax.device_get(run(g_params, jnp.asarray(chunk)))
+    for clip, ev, r in zip(chunk, events, residual_l1):
+      curves.append(energy_curves(clip, ev, r, cfg.model.window, cfg.model.hop))
+      recon.append(reconstruction_metrics(clip, ev.sum(0), cfg.model.sample_rate))
+  out = {k: np.mean([c[k] for c in curves], axis=0).tolist() for k in curves[0]}
+  out.update({k: float(np.mean([r[k] for r in recon])) for k in recon[0]})
+  return out
+
+
+def plot_curves(path: str, results: dict, title: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for label, res in results.items():
+    for key, style in (("sum_of_event_spectrograms", "-"), ("spectrogram_of_summed_audio", "--")):
+      k = np.arange(1, len(res[key]) + 1)
+      ax.plot(k, 100 * np.asarray(res[key]), style, label=f"{label}: {key.replace('_', ' ')}")
+  ax.set_xlabel("events k")
+  ax.set_ylabel("spectral L1 energy removed (%)")
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=110)
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
+             compare_untrained: bool = True, log=print) -> dict:
+  """Evaluates a workdir's latest checkpoint; writes workdir/eval/metrics.json and curve.png."""
+  cfg, graphs, state, extra = checkpoint.restore_train_state(workdir)
+  source = data.make_source(cfg.data, sample_rate=cfg.model.sample_rate, split=split)
+  n_clips = n_clips or cfg.train.eval_clips
+  clips = data.eval_clips(source, n_clips, cfg.model.n_samples, seed=0)
+  step = int(state.step)
+  log(f"evaluating step {step} of {workdir} on {len(clips)} {split} clips")
+  results = {f"trained (step {step})": evaluate_params(cfg, graphs, state.g_params, clips)}
+  if compare_untrained:
+    _, fresh = train_step.create_train_state(cfg)
+    results["untrained"] = evaluate_params(cfg, graphs, fresh.g_params, clips)
+  out_dir = os.path.join(workdir, "eval")
+  os.makedirs(out_dir, exist_ok=True)
+  report = {"workdir": os.path.abspath(workdir), "step": step, "split": split,
+            "n_clips": len(clips), "model_id": extra["model_id"].hex(),
+            "curve_definition": __doc__.split("\n\n")[1].strip(), "results": results}
+  path = os.path.join(out_dir, "metrics.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump(report, f, indent=2)
+  os.replace(path + ".tmp", path)
+  plot_curves(os.path.join(out_dir, "curve.png"), results,
+              f"energy removal, {split} split, step {step}")
+  for label, res in results.items():
+    curve = res["sum_of_event_spectrograms"]
+    log(f"{label}: removed after 1/8/{len(curve)} events: "
+        f"{curve[0]:.3f} / {curve[min(7, len(curve) - 1)]:.3f} / {curve[-1]:.3f} "
+        f"(mixed audio: {res['spectrogram_of_summed_audio'][-1]:.3f}); "
+        f"MR-STFT {res['mr_stft']:.3f}, log-mel {res['log_mel']:.3f}, SI-SDR {res['si_sdr']:.2f} dB")
+  return report
+
+
+def check_split(split: str) -> None:
+  if split not in ("train", "test"):
+    raise UserError(f"--split={split!r}: use 'train' or 'test'")

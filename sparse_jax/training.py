@@ -1,0 +1,185 @@
+"""The training loop: data-parallel over every device, checkpointed, resumable exactly.
+
+Data parallelism is `jax.jit` with `NamedSharding` over a 1-D ('data',) mesh: the batch is split
+along its first axis, the parameters and optimiser states are replicated, and XLA inserts the
+gradient all-reduce.  On several hosts (Cloud TPU VM pods), `train.py --distributed` calls
+`jax.distributed.initialize()` first, and each host loads only its own rows of the global batch.
+
+Resuming is exact because everything a step depends on is in the checkpoint or a pure function of
+the step number: parameters, both optimiser states and the RNG are saved, and the data sampler
+draws the batch of step n from (seed, n) alone.
+"""
+import json
+import math
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from sparse_jax import checkpoint, data, train_step
+from sparse_jax.errors import UserError
+
+
+def validate_config(cfg) -> None:
+  """Refuses bad config values with one line each, before anything is allocated."""
+  m = cfg.model
+  checks = [
+      (m.n_samples > 0 and m.n_samples & (m.n_samples - 1) == 0,
+       f"model.n_samples={m.n_samples} must be a power of two (e.g. 131072)"),
+      (m.window % m.hop == 0, f"model.window={m.window} must be a multiple of model.hop={m.hop}"),
+      (m.n_samples % m.window == 0,
+       f"model.n_samples={m.n_samples} must be a multiple of model.window={m.window}"),
+      (m.n_events >= 1, f"model.n_events={m.n_events} must be at least 1"),
+      (m.attack_samples % m.envelope_points == 0 and m.attack_samples < m.n_samples,
+       f"model.attack_samples={m.attack_samples} must be a multiple of model.envelope_points="
+       f"{m.envelope_points} and shorter than the window"),
+      (cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size} must be >= 1"),
+      (cfg.train.num_steps >= 1, f"train.num_steps={cfg.train.num_steps} must be >= 1"),
+      (cfg.optim.generator_lr > 0 and cfg.optim.discriminator_lr > 0,
+       "optim learning rates must be positive"),
+      (0.0 <= cfg.loss.event_drop_prob < 1.0,
+       f"loss.event_drop_prob={cfg.loss.event_drop_prob} must be in [0, 1)"),
+      (cfg.data.name in ("classical", "musicnet", "ljspeech"),
+       f"data.name={cfg.data.name!r} must be one of classical, musicnet, ljspeech"),
+  ]
+  for ok, message in checks:
+    if not ok:
+      raise UserError(f"bad config value: {message}")
+  frames = (m.n_samples // m.hop) // 2
+  if cfg.loss.adversarial and (frames // 2**cfg.disc.n_layers < 4
+                               or (frames // 2**cfg.disc.n_layers) % 4):
+    raise UserError(f"bad config value: disc.n_layers={cfg.disc.n_layers} must leave a multiple "
+                    f"of 4 of the {frames} first-half frames")
+
+
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+  """A 1-D ('data',) mesh over `devices` (default: every device of every host)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return jax.make_mesh((len(devices),), ("data",), devices=devices,
+                       axis_types=(jax.sharding.AxisType.Explicit,))
+
+
+def compile_step(cfg, graphs, mesh):
+  """The jitted, sharded train step: batch split over 'data', state replicated and donated."""
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P("data"))
+
+  def step(state, batch):
+    return train_step.train_step(state, batch, graphs, cfg)
+
+  return jax.jit(step, in_shardings=(replicated, batch_sharding),
+                 out_shardings=(replicated, replicated), donate_argnums=0), batch_sharding
+
+
+class MetricWriter:
+  """JSON lines in workdir/metrics.jsonl, written by process 0 only."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.enabled = jax.process_index() == 0
+
+  def write(self, step: int, metrics: dict) -> None:
+    if not self.enabled:
+      return
+    row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+
+
+class Progress:
+  """A one-line progress report with steps/s and ETA, for humans (stderr)."""
+
+  def __init__(self, first_step: int, last_step: int):
+    self.first, self.last = first_step, last_step
+    self.start = time.time()
+
+  def line(self, step: int, metrics: dict) -> str:
+    done = step - self.first
+    rate = done / max(time.time() - self.start, 1e-9)
+    eta = (self.last - step) / rate if rate > 0 else float("inf")
+    eta_s = "?" if math.isinf(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
+    return (f"step {step}/{self.last}  loss {metrics['loss']:.4g}  removed "
+            f"{metrics['removed_fraction']:.3f}  {rate:.2f} steps/s  ETA {eta_s}")
+
+
+def check_finite(step: int, metrics: dict) -> None:
+  bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+  if bad:
+    raise UserError(f"training diverged at step {step}: non-finite {', '.join(sorted(bad))}; "
+                    "lower optim.generator_lr or resume from the last checkpoint")
+
+
+def train_and_evaluate(cfg, workdir: str, *, log=print) -> dict:
+  """Trains `cfg` in `workdir` (resuming if it holds checkpoints).  Returns the last metrics."""
+  validate_config(cfg)
+  n_dev = jax.device_count()
+  if cfg.train.batch_size % n_dev:
+    raise UserError(f"bad config value: train.batch_size={cfg.train.batch_size} is not a "
+                    f"multiple of the {n_dev} devices; set --config.train.batch_size="
+                    f"{n_dev * max(1, cfg.train.batch_size // n_dev)}")
+  source = data.make_source(cfg.data, sample_rate=cfg.model.sample_rate, split="train")
+  sampler = data.SegmentSampler(source, cfg.model.n_samples, cfg.seed)
+  if jax.process_index() == 0:
+    checkpoint.save_config(workdir, cfg)
+  mesh = make_mesh()
+  graphs, state = train_step.create_train_state(cfg)
+  ckpt = checkpoint.Checkpointer(workdir, keep=cfg.train.keep_checkpoints,
+                                 every=cfg.train.checkpoint_every)
+  start = 0
+  if ckpt.latest_step() is not None:
+    restored = ckpt.restore({"state": state, "data_step": np.zeros((), np.int64)})
+    state, start = restored["state"], int(restored["data_step"])
+    log(f"resumed from step {start} in {workdir}")
+  if start >= cfg.train.num_steps:
+    log(f"{workdir} is already trained to step {start}; raise --config.train.num_steps to go on")
+    ckpt.close()
+    return {}
+  replicated = NamedSharding(mesh, P())
+  state = jax.device_put(state, replicated)
+  step_fn, batch_sharding = compile_step(cfg, graphs, mesh)
+  writer = MetricWriter(workdir)
+  progress = Progress(start, cfg.train.num_steps)
+  log(f"training {cfg.train.num_steps} steps on {n_dev} {jax.devices()[0].platform} device(s), "
+      f"{source.total_seconds / 3600:.2f} h of audio, batch {cfg.train.batch_size}")
+
+  def global_batch(step):
+    local = sampler.batch(step, cfg.train.batch_size, jax.process_index(), jax.process_count())
+    return jax.make_array_from_process_local_data(batch_sharding, local)
+
+  pending = None  # (step, metrics on device): fetched after the next step is dispatched
+  last = {}
+  with jax.set_mesh(mesh):
+    for step in range(start, cfg.train.num_steps):
+      state, metrics = step_fn(state, global_batch(step))
+      if pending is not None:
+        last = _report(*pending, writer, progress, cfg, log)
+      pending = (step + 1, metrics) if (step + 1) % cfg.train.log_every == 0 or (
+          step + 1 == cfg.train.num_steps) else None
+      if (step + 1) % cfg.train.checkpoint_every == 0 and step + 1 < cfg.train.num_steps:
+        if pending is not None:
+          last = _report(*pending, writer, progress, cfg, log)
+          pending = None
+        ckpt.save(step + 1, {"state": state, "data_step": np.asarray(step + 1, np.int64)})
+    if pending is not None:
+      last = _report(*pending, writer, progress, cfg, log)
+  ckpt.save(cfg.train.num_steps, {"state": state,
+                                  "data_step": np.asarray(cfg.train.num_steps, np.int64)},
+            force=True)
+  ckpt.close()
+  return last
+
+
+def _report(step, metrics, writer, progress, cfg, log):
+  host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  check_finite(step, host)
+  writer.write(step, host)
+  log(progress.line(step, host))
+  return host
+
+
+def log_to_stderr(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)
