@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from sparse_jax import rooms, synth
+from sparse_jax import rooms, signal, synth
 from sparse_jax.encoder import uniform_init
 
 
@@ -123,8 +123,7 @@ class Decoder(nnx.Module):
     b = vector_BxD.shape[0]
     n_frames = c["n_samples"] // c["hop"]
     env = relu(heads["envelopes"]) @ self.envelopes[...]
-    noise_rows = self.noise_filters[...]
-    noise_rows = noise_rows / (jnp.linalg.norm(noise_rows, axis=-1, keepdims=True) + 1e-8)
+    noise_rows = signal.unit_norm(self.noise_filters[...])
     out = {
         "envelope_SxP": env.reshape(b, c["envelope_spikes"], c["envelope_points"]),
         "noise_filters_CxL": relu(heads["noise_resonance"]) @ noise_rows,

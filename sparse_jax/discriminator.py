@@ -25,7 +25,7 @@ class WeightNormConv(nnx.Module):
 
   def __call__(self, x_BxNxC: jax.Array) -> jax.Array:
     v = self.v[...]
-    w = v * (self.g[...] / jnp.sqrt(jnp.sum(v * v, axis=(0, 1))))
+    w = v * (self.g[...] * jax.lax.rsqrt(jnp.sum(v * v, axis=(0, 1)) + 1e-12))
     pad = (w.shape[0] - 1) // 2
     y = jax.lax.conv_general_dilated(
         x_BxNxC, w, window_strides=(self.stride,), padding=[(pad, pad)],

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from sparse_jax.signal import unit_norm
+
 
 def uniform_init(scale: float):
   def init(key, shape, dtype=jnp.float32):
@@ -50,7 +52,7 @@ class GatedDilatedBlock(nnx.Module):
       x_BxLxC = jnp.pad(x_BxLxC, ((0, 0), (0, need - x_BxLxC.shape[1]), (0, 0)))
     x = x_BxLxC[:, :out_len]
     taps = jnp.concatenate([x, x_BxLxC[:, d:d + out_len]], axis=-1)
-    w = self.v[...] * (self.g[...] / jnp.linalg.norm(self.v[...], axis=0))
+    w = unit_norm(self.v[...], axis=0) * self.g[...]
     h = taps @ w + self.b[...]
     conv, gate = jnp.split(h, 2, axis=-1)
     y = jnp.tanh(conv * self.tanh_weight[...]) * jax.nn.sigmoid(gate * self.sigmoid_weight[...])

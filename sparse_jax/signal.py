@@ -167,9 +167,6 @@ def second_half_ramp(n_samples: int, exponent: float) -> np.ndarray:
                         ).astype(np.float32)
 
 
-def unit_norm(x: jax.Array, axis: int = -1, eps: float = 1e-8) -> jax.Array:
-  return x / (jnp.linalg.norm(x, axis=axis, keepdims=True) + eps)
-
-
-def max_norm(x: jax.Array, axis: int = -1, eps: float = 1e-8) -> jax.Array:
-  return x / (jnp.max(jnp.abs(x), axis=axis, keepdims=True) + eps)
+def unit_norm(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
+  """x / ||x||_2 with a finite gradient at x = 0 (a plain norm's gradient there is NaN)."""
+  return x * jax.lax.rsqrt(jnp.sum(x * x, axis=axis, keepdims=True) + eps)

@@ -62,7 +62,7 @@ def fft_resonances(params_Cx3F: jax.Array, n_samples: int, window: int) -> jax.A
     window: frame length.
 
   Returns:
-    (C, T) resonances, each peak-normalised then L2-normalised.
+    (C, T) resonances, each L2-normalised.
   """
   n_bins = window // 2 + 1
   hop = window // 2
@@ -81,7 +81,9 @@ def fft_resonances(params_Cx3F: jax.Array, n_samples: int, window: int) -> jax.A
   first, second = halves[:, :, 0], halves[:, :, 1]
   second = jnp.pad(second, ((0, 0), (1, 0), (0, 0)))[:, :n_res_frames]
   audio_CxT = (first + second).reshape(-1, n_res_frames * hop)[:, :n_samples]
-  return signal.unit_norm(signal.max_norm(audio_CxT))
+  # The reference peak-normalises, then L2-normalises: the second undoes the first's scale, so
+  # only the L2 step is kept (the peak step's gradient is 1/eps when a resonance underflows to 0).
+  return signal.unit_norm(audio_CxT)
 
 
 def dry_wet(dry, wet, mix_logits_2):

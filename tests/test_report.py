@@ -104,18 +104,22 @@ def test_report_files_exist_and_page_is_self_contained(built):
   for name in ("reconstruction.wav", "random_times.wav"):
     assert sf.info(str(out / name)).frames == audio.size
   # Nothing temporary left beside the report.
-  assert os.listdir(out.parent) == ["notes.wav", "rep"]
+  assert sorted(os.listdir(out.parent)) == ["notes.wav", "rep"]
 
 
-def test_report_replaces_an_existing_folder(built, tmp_path):
-  out, audio = built
+def test_a_finished_report_replaces_the_old_folder_in_one_step(tmp_path):
   target = tmp_path / "r"
   target.mkdir()
   (target / "stale.txt").write_text("old")
-  codec = codec_fixtures.tiny_codec()
-  index = report.write_report(audio[:3000], codec, str(target), seed=1)
-  assert os.path.isfile(index) and not (target / "stale.txt").exists()
-  assert os.listdir(tmp_path) == ["r"]
+  fresh = tmp_path / ".r.tmp"
+  fresh.mkdir()
+  (fresh / "index.html").write_text("new")
+  report._replace_dir(str(fresh), str(target))
+  assert os.listdir(target) == ["index.html"] and os.listdir(tmp_path) == ["r"]
+  (tmp_path / "file").write_text("x")
+  fresh.mkdir()
+  with pytest.raises(report.UserError, match="is a file"):
+    report._replace_dir(str(fresh), str(tmp_path / "file"))
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium is not installed")
