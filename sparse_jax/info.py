@@ -1,9 +1,14 @@
 """Parameter counts per component, from shapes alone (`nnx.eval_shape`: nothing is allocated)."""
+import importlib.util
+import os
+import time
+
 import jax
 import numpy as np
 from flax import nnx
 
 from sparse_jax.discriminator import Discriminator
+from sparse_jax.errors import UserError
 from sparse_jax.model import SparseCodec
 
 
@@ -49,4 +54,25 @@ def parameter_counts(cfg) -> dict:
   counts["room_bank_constants"] = _count(nnx.state(model.decoder, nnx.Not(nnx.Param)))
   disc = nnx.eval_shape(lambda: Discriminator(cfg.model, cfg.disc, nnx.Rngs(0)))
   counts["discriminator"] = _count(nnx.state(disc, nnx.Param))
+  return counts
+
+
+def load_config_file(spec: str):
+  """Loads `path/to/config.py[:arg]` the way ml_collections' config_flags does."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise UserError(f"config file {path!r} not found: pass e.g. --config configs/musicnet.py")
+  module_spec = importlib.util.spec_from_file_location("_sparse_jax_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  try:
+    return module.get_config(arg or None)
+  except ValueError as e:
+    raise UserError(str(e)) from None
+
+
+def parameter_counts_of_file(spec: str) -> dict:
+  start = time.time()
+  counts = parameter_counts(load_config_file(spec))
+  counts["seconds"] = round(time.time() - start, 2)
   return counts

@@ -55,6 +55,7 @@ def test_encode_prints_summary_and_decode_keeps_duration(capsys, workdir, codec,
   code, out, err = run(capsys, "encode", wav, tmp_path / "again.sjx", "--workdir", workdir)
   assert code == 0, err
   assert "events" in out and "kbit/s" in out and "real-time factor" in out
+  assert "residual energy left per window" in out and "over 5 windows" in out
   assert "encoding [" in err  # the progress bar (5 windows)
   # Same input, same model: the same file.
   assert open(sjx_path, "rb").read() == open(tmp_path / "again.sjx", "rb").read()

@@ -1,4 +1,4 @@
-"""Tests for the HTML report (sparse_jax/codec/report.py): its t-SNE, its files, and that it renders."""
+"""Tests for the HTML report (sparse_jax/codec/report.py): t-SNE, files, and that it renders."""
 import os
 import re
 import shutil
@@ -139,4 +139,23 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
   assert not_white > 0.05, not_white  # text, players, figures
   # The spectrogram grid's dark colours are on the page (the figures loaded, not just the text).
   assert np.mean(np.all(pixels < 0.3, axis=-1)) > 0.005
+  # The inline script: clicking a point loads that event's clip into the player.
+  probe = out / "probe.html"
+  probe.write_text((out / "index.html").read_text().replace("</body>", """<script>
+var c = document.querySelectorAll('circle[data-src]')[1];
+c.dispatchEvent(new MouseEvent('click'));
+document.body.setAttribute('data-probe', document.getElementById('event-player').getAttribute('src')
+  + '|' + document.getElementById('event-label').textContent + '|' + c.getAttribute('class'));
+</script></body>"""))
+  try:
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--disable-background-networking", "--disable-component-update",
+                          "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                          f"file://{probe}"],
+                         check=True, timeout=120, capture_output=True, text=True).stdout
+  finally:
+    probe.unlink()
+  assert 'data-probe="events/event_0001.wav|event 1: ' in dom
+  assert '|playing"' in dom
   shutil.rmtree(tmp_path / "profile", ignore_errors=True)

@@ -25,7 +25,8 @@ def test_one_and_four_devices_give_the_same_step(tiny_config):
     mesh = training.make_mesh(devices)
     step, batch_sharding = training.compile_step(cfg, graphs, mesh)
     with jax.set_mesh(mesh):
-      s = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+      fresh = jax.tree.map(lambda x: jnp.array(x, copy=True), state)  # the step donates its input
+      s = jax.device_put(fresh, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
       new_state, metrics = step(s, jax.device_put(batch, batch_sharding))
     results.append(jax.device_get((new_state.g_params, new_state.d_params, metrics)))
   (g1, d1, m1), (g4, d4, m4) = results

@@ -127,15 +127,20 @@ def cmd_encode(args):
   codec = load_codec(args.workdir)
   audio = audio_io.load_audio(args.input, codec.sample_rate)
   start = time.time()
-  events = codec.encode(audio, n_events=args.events, residual_threshold=args.residual_threshold,
-                        progress=not args.quiet)
+  events, info = codec.encode(audio, n_events=args.events,
+                              residual_threshold=args.residual_threshold,
+                              progress=not args.quiet, return_info=True)
   seconds = time.time() - start
   sjx.write(args.output, events, bits=args.bits)
   duration = events.duration_seconds
   kbps = sjx.bitrate_kbps(os.path.getsize(args.output), duration_seconds=duration)
   print(f"{args.output}: {len(events)} events, {duration:.2f} s, {kbps:.2f} kbit/s "
         f"({args.bits}-bit), real-time factor {seconds / duration:.3f} "
-        f"(encode {seconds:.2f} s / audio {duration:.2f} s)")
+        f"(encode {seconds:.2f} s incl. compilation / audio {duration:.2f} s)")
+  # The energy report (not stored in the file): first-half residual share left per window.
+  left = info.shares_WxS1[np.arange(len(info.kept_W)), info.kept_W]
+  print(f"residual energy left per window (first-half L1 share): mean {left.mean():.3f}, "
+        f"min {left.min():.3f}, max {left.max():.3f} over {len(left)} windows")
 
 
 def cmd_decode(args):
@@ -258,6 +263,12 @@ def info_dict(path):
 
 
 def cmd_info(args):
+  if args.config:  # the model's parameter counts (python -m sparse_jax info --config ...)
+    from sparse_jax import info as model_info  # pylint: disable=g-import-not-at-top
+    print(json.dumps(model_info.parameter_counts_of_file(args.config), indent=2))
+    return
+  if not args.input:
+    raise UserError("info needs a .sjx file (info IN.sjx) or a config (info --config FILE.py)")
   info = info_dict(args.input)
   if args.json:
     print(json.dumps(info, indent=2))
@@ -348,8 +359,10 @@ def register(subparsers, info_name: str = "info"):
                  help="bits per vector value of the output (default: the input's)")
   p.set_defaults(fn=cmd_edit)
 
-  p = subparsers.add_parser(info_name, help="summary of a .sjx file")
-  p.add_argument("input", help="the .sjx file")
+  p = subparsers.add_parser(info_name, help="summary of a .sjx file, or a config's parameters")
+  p.add_argument("input", nargs="?", default=None, help="the .sjx file")
+  p.add_argument("--config", default=None,
+                 help="print the parameter counts of configs/FILE.py[:preset] instead (JSON)")
   p.add_argument("--json", action="store_true", help="print JSON instead of aligned text")
   p.set_defaults(fn=cmd_info)
 

@@ -90,8 +90,8 @@ def tsne_1d(x_NxD: np.ndarray, perplexity: float = 30.0, n_iter: int = 750,
 
   Gaussian input affinities at the given perplexity (capped at (N - 1) / 3), symmetrised; a
   Student-t output kernel; a PCA initial layout; gradient descent with momentum 0.5 -> 0.8,
-  per-coordinate adaptive gains and early exaggeration (12 for the first 250 iterations).  O(N^2) per iteration: fine for
-  the few hundred events of a report.
+  per-coordinate adaptive gains and early exaggeration (12 for the first 250 iterations).
+  O(N^2) per iteration: fine for the few hundred events of a report.
 
   Args:
     x_NxD: the points.
