@@ -7,7 +7,7 @@ the checkpoint) is read from the workdir.
 """
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.")
 _SPLIT = flags.DEFINE_string("split", "test", "Held-out 'test' split, or 'train'.")
@@ -19,6 +19,7 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
   from sparse_jax import evaluation
   from sparse_jax.errors import UserError
   try:

@@ -9,7 +9,7 @@ Rerunning the same command resumes from the last checkpoint in --workdir.
 """
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
@@ -23,6 +23,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   import jax
   from sparse_jax import training
   from sparse_jax.errors import UserError

@@ -548,8 +548,8 @@ def child_main(args) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   if not args.quick:
     jax.config.update("jax_enable_compilation_cache", False)
-  from sparse_jax.__main__ import load_config  # pylint: disable=g-import-not-at-top
-  cfg = load_config(args.config)
+  from sparse_jax.info import load_config_file  # pylint: disable=g-import-not-at-top
+  cfg = load_config_file(args.config)
   t = time.perf_counter()
   if args.child == "peak":
     result = measure_peak(cfg, args.quick)
@@ -609,7 +609,9 @@ def _fmt_bytes(x) -> str:
 
 
 def _fmt_flops(x) -> str:
-  return "-" if x is None else f"{x / 1e9:.1f} G"
+  if x is None:
+    return "-"
+  return f"{x / 1e9:.1f} G" if x >= 1e9 else f"{x / 1e6:.1f} M"
 
 
 def _fmt_rate(x) -> str:
@@ -773,10 +775,13 @@ def main(argv=None) -> int:
   if args.child:
     child_main(args)
     return 0
+  from sparse_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from sparse_jax.info import load_config_file  # pylint: disable=g-import-not-at-top
   config = resolve_config(args.config)
-  if not os.path.isfile(config.split(":")[0]):
-    print(f"error: config file {args.config!r} not found: pass e.g. --config {DEFAULT_CONFIG}",
-          file=sys.stderr)
+  try:
+    load_config_file(config)  # A bad path or preset fails here, in one line, before any child.
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
     return 2
   start = time.perf_counter()
   load_before = os.getloadavg()
