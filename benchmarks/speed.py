@@ -441,12 +441,11 @@ def measure_train(cfg, runs: int, batch: int, breakdown: bool) -> dict:
   del state
 
   def call():
-    holder["state"], metrics = compiled(holder["state"], batch_BxT)
-    return holder["state"], metrics
+    holder["state"], holder["metrics"] = compiled(holder["state"], batch_BxT)
+    return holder["state"], holder["metrics"]
 
   times.update(_timed_calls(call, runs))
-  _, metrics = compiled(holder["state"], batch_BxT)  # One more step, for finite metrics.
-  metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  metrics = {k: float(v) for k, v in jax.device_get(holder.pop("metrics")).items()}
   result = {"batch": batch, "n_events": cfg.model.n_events,
             "adversarial": bool(cfg.loss.adversarial), "init_s": init_s, **times,
             **_memory_after_runs(device, rss_reset), "xla_memory": xla_memory(compiled),
