@@ -17,7 +17,7 @@ decode the whole clip:
   mp_rate  the same with as many atoms as fit in our measured bitrate on that clip.
 Columns (means over the clips):
   kbit/s        the coded stream: bytes without one-off file headers (our 53-byte `.sjx` header
-                and CRC; Ogg's header pages; ID3 tags; MP's 13-byte header) * 8 / duration;
+                and CRC; Ogg's header pages; ID3 tags; MP's 118-bit header) * 8 / duration;
   file kbit/s   the whole file or byte string (for ours: len(sjx bytes) * 8 / duration);
   MR-STFT, log-mel, SI-SDR   `sparse_jax.metrics` on the whole clip;
   explained     1 - ||S(x) - S(y)||_1 / ||S(x)||_1 on the whole clip, S the codec's own |STFT|;
@@ -99,8 +99,8 @@ def run_ours(codec, clip_T: np.ndarray) -> dict:
   in_first = info.event_window_E == 0
   events_ExT = np.zeros((n_steps, codec.n_samples), np.float32)
   if in_first.any():
-    rendered = codec.render(events.vectors[in_first], events.frames[in_first], events.gains[in_first],
-                            events.offsets[in_first])
+    rendered = codec.render(events.vectors[in_first], events.frames[in_first],
+                            events.gains[in_first], events.offsets[in_first])
     events_ExT[info.event_step_E[in_first]] = rendered
   residual_l1_E = info.shares_WxS1[0, 1:] * info.initial_l1_W[0]
   curves = evaluation.energy_curves(first_window(clip_T, codec.n_samples), events_ExT,
@@ -113,7 +113,8 @@ def run_ours(codec, clip_T: np.ndarray) -> dict:
 
 
 def run_classic(name: str, clip_T: np.ndarray, sample_rate: int, atoms_per_second: float) -> dict:
-  from sparse_jax.baselines import classic_codecs, matching_pursuit  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from sparse_jax.baselines import classic_codecs, matching_pursuit
   t = time.perf_counter()
   if name == "opus":
     r = classic_codecs.opus_roundtrip(clip_T, sample_rate, OPUS_KBPS)
@@ -315,7 +316,8 @@ def machine_line() -> str:
   except OSError:
     pass
   import jax  # pylint: disable=g-import-not-at-top
-  return f"{jax.default_backend()} ({jax.devices()[0].device_kind}), CPU {cpu}, {os.cpu_count()} cores"
+  return (f"{jax.default_backend()} ({jax.devices()[0].device_kind}), CPU {cpu}, "
+          f"{os.cpu_count()} cores")
 
 
 # ------------------------------------------------------------------------------------------------
