@@ -40,7 +40,7 @@ def test_deformation_masks_sum_to_one_and_drift_with_cumsum():
 
 
 def test_fft_resonance_single_partial_frequency_and_decay():
-  window, n, sr = 256, 4096, 22050
+  window, n = 256, 4096
   n_bins = window // 2 + 1
   k = 20
   params = np.zeros((1, 3 * n_bins), np.float32)
