@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sparse_jax import training, train_step
+from sparse_jax import losses, training, train_step
 from sparse_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,6 +17,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_one_and_four_devices_give_the_same_step(tiny_config):
   cfg = tiny_config
+  # Adam's first update is lr * g / (|g| + eps): with the paper's eps = 1e-8 every non-zero
+  # gradient element becomes +-lr, so float32 rounding differences between a 4-example matmul on
+  # one device and four 1-example matmuls (which legitimately differ at ~1e-7 relative, more on
+  # elements that are sums of cancelling terms) can move a parameter by up to 2 lr.  With eps = 1
+  # the update is ~lr * g, proportional to the gradient, so the comparison measures what data
+  # parallelism computes (the all-reduced gradient) rather than Adam's sign amplification.
+  cfg.optim.eps = 1.0
+  # The paper's objective (no discriminator): at init the discriminator's logits are ~1e-5 and its
+  # L1 loss's gradient is their sign, which rounding flips between layouts, so a 1e-5 comparison
+  # of its parameters would test rounding, not parallelism.
+  cfg.loss.adversarial = False
   assert jax.device_count() == 4
   graphs, state = train_step.create_train_state(cfg)
   batch = np.random.default_rng(0).standard_normal((4, cfg.model.n_samples)).astype(np.float32)
@@ -30,8 +41,14 @@ def test_one_and_four_devices_give_the_same_step(tiny_config):
       new_state, metrics = step(s, jax.device_put(batch, batch_sharding))
     results.append(jax.device_get((new_state.g_params, new_state.d_params, metrics)))
   (g1, d1, m1), (g4, d4, m4) = results
-  np.testing.assert_allclose(m1["loss"], m4["loss"], rtol=1e-5)
-  np.testing.assert_allclose(m1["energy_loss"], m4["energy_loss"], rtol=1e-5, atol=1e-5)
+  # The energy loss is ||T - S||_1 - ||T||_1, two sums of ~1e3 whose difference is ~0.1 at init:
+  # a different reduction order changes it by float32 rounding of the sums, so compare it on the
+  # scale of the sums it is the difference of.
+  scale = float(losses.weighted_target_spec(jnp.asarray(batch), cfg.model,
+                                            cfg.loss.ramp_exponent).sum())
+  for key in ("loss", "energy_loss"):
+    np.testing.assert_allclose(m1[key], m4[key], rtol=0, atol=1e-5 * scale)
+  np.testing.assert_allclose(m1["g_grad_norm"], m4["g_grad_norm"], rtol=1e-5)
   for a, b in zip(jax.tree.leaves((g1, d1)), jax.tree.leaves((g4, d4))):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
