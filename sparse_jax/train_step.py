@@ -135,7 +135,7 @@ def train_step(state: TrainState, batch_BxT: jax.Array, graphs: Graphs, cfg):
       graphs, state.g_params, state.d_params, batch_BxT, k_gen, cfg)
   updates, g_opt = tx_g.update(g_grads, state.g_opt, state.g_params)
   g_params = optax.apply_updates(state.g_params, updates)
-  metrics = dict(metrics, loss=g_loss, g_grad_norm=optax.global_norm(g_grads))
+  metrics = dict(metrics, loss=g_loss, g_grad_norm=optax.tree_utils.tree_norm(g_grads))
   d_params, d_opt = state.d_params, state.d_opt
   if cfg.loss.adversarial:
     k_fake, k_real = jax.random.split(k_disc)
@@ -150,7 +150,7 @@ def train_step(state: TrainState, batch_BxT: jax.Array, graphs: Graphs, cfg):
     d_loss, d_grads = jax.value_and_grad(d_loss_fn)(state.d_params)
     updates, d_opt = tx_d.update(d_grads, state.d_opt, state.d_params)
     d_params = optax.apply_updates(state.d_params, updates)
-    metrics.update(d_loss=d_loss, d_grad_norm=optax.global_norm(d_grads))
+    metrics.update(d_loss=d_loss, d_grad_norm=optax.tree_utils.tree_norm(d_grads))
   new_state = TrainState(step=state.step + 1, g_params=g_params, g_opt=g_opt, d_params=d_params,
                          d_opt=d_opt, rng=jax.random.key_data(rng))
   return new_state, metrics
