@@ -53,9 +53,9 @@ def build_modules(cfg, seed):
 def make_graphs(cfg) -> Graphs:
   """The static graph definitions of both players (from shapes only) and the room constants."""
   g_model, disc = nnx.eval_shape(lambda: build_modules(cfg, 0))
-  g_graph, _, _ = nnx.split(g_model, nnx.Param, ...)
+  g_graph, _, abstract_consts = nnx.split(g_model, nnx.Param, ...)
   d_graph, _ = nnx.split(disc, nnx.Param)
-  return Graphs(g_graph, d_graph, room_constants(cfg))
+  return Graphs(g_graph, d_graph, room_constants(cfg, abstract_consts))
 
 
 def init_train_state(cfg, seed: int) -> TrainState:
@@ -85,14 +85,12 @@ def abstract_train_state(cfg) -> tuple[Graphs, TrainState]:
       functools.partial(init_train_state, cfg), jnp.asarray(cfg.seed, jnp.int32))
 
 
-def room_constants(cfg) -> nnx.State:
+def room_constants(cfg, abstract_consts: nnx.State) -> nnx.State:
   """The generator's non-trained state (the room bank's spectra), built once on the host."""
-  _, _, consts = nnx.split(nnx.eval_shape(lambda: SparseCodec(cfg.model, nnx.Rngs(0))),
-                           nnx.Param, ...)
   m = cfg.model
   spectra = jnp.asarray(rooms.room_bank_spectra(m.n_rooms, m.n_samples, m.sample_rate,
                                                 m.room_seed))
-  return jax.tree.map(lambda _: spectra, consts)
+  return jax.tree.map(lambda _: spectra, abstract_consts)
 
 
 def merge_generator(graphs: Graphs, g_params) -> SparseCodec:
