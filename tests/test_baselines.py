@@ -1,5 +1,4 @@
 """Tests for sparse_jax.baselines: Opus/MP3 round trips, matching pursuit against brute force."""
-import time
 
 import numpy as np
 import pytest
@@ -175,9 +174,11 @@ def test_mp_codec_bitrate_and_decoding_from_quantised_atoms():
   assert 1e-4 < error < 0.05
 
 
-def test_mp_is_fast_enough_for_long_audio():
+def test_mp_codec_on_long_audio():
+  # Its speed is measured by benchmarks/quality.py, not asserted here (a timed assertion would
+  # fail on a loaded machine); this checks that 10 s are coded at the codec's event rate.
   x = np.tile(_chord(2.0), 5)  # 10 s.
-  start = time.perf_counter()
-  result = mp.mp_codec(x, SR)  # The codec's event rate, ~10.8 atoms/s.
-  assert time.perf_counter() - start < 15.0
-  assert result.kbps > 0.0
+  result = mp.mp_codec(x, SR)  # The codec's event rate, ~10.8 atoms/s: 108 atoms.
+  assert result.kbps > 0.0 and result.decoded_T.shape == x.shape
+  # 108 atoms explain about half of a stationary chord's energy (0.48 when written).
+  assert np.sum((x - result.decoded_T) ** 2) < 0.75 * np.sum(x ** 2)

@@ -555,8 +555,8 @@ def _render_task(task) -> tuple:
     return ('error', f'{type(e).__name__}: {message}')
 
 
-def _worker(conn):
-  """Worker process loop: say 'ready' once imported, then answer each task with _render_task."""
+def _worker(conn, handler):
+  """Worker process loop: say 'ready' once imported, then answer each task with `handler`."""
   conn.send(('ready', os.getpid()))
   while True:
     try:
@@ -565,7 +565,7 @@ def _worker(conn):
       return
     if task is None:
       return
-    conn.send(_render_task(task))
+    conn.send(handler(task))
 
 
 class _Progress:
@@ -627,16 +627,18 @@ class _Pool:
 
   _STARTUP_LIMIT_S = 120.0
 
-  def __init__(self, n_workers: int, timeout_s: float):
+  def __init__(self, n_workers: int, timeout_s: float, handler=None):
     self.ctx = multiprocessing.get_context('spawn')
     self.timeout_s = timeout_s
+    # A top-level function (pickled by name into each worker): task -> (status, payload).
+    self.handler = _render_task if handler is None else handler
     self.n_workers = max(1, n_workers)
     self.workers = []  # dicts: proc, conn, ready, spawned, task, started
 
   def _spawn(self):
     target = importlib.import_module('sparse_jax.data.classical')._worker
     parent, child = self.ctx.Pipe()
-    proc = self.ctx.Process(target=target, args=(child,), daemon=True)
+    proc = self.ctx.Process(target=target, args=(child, self.handler), daemon=True)
     proc.start()
     child.close()
     return {'proc': proc, 'conn': parent, 'ready': False, 'spawned': time.monotonic(),
@@ -678,7 +680,12 @@ class _Pool:
             w['task'], w['started'] = pending.popleft(), time.monotonic()
             w['conn'].send(w['task'])
         busy = [w for w in self.workers if w['task'] is not None]
-        ready = multiprocessing.connection.wait([w['conn'] for w in busy], timeout=0.5)
+        # Wake at the nearest deadline, so a task is stopped on time rather than at the next poll.
+        now = time.monotonic()
+        left = [w['started'] + self.timeout_s - now for w in busy if w['ready']]
+        wait_s = min([0.5] + left)
+        ready = multiprocessing.connection.wait([w['conn'] for w in busy],
+                                                timeout=max(wait_s, 0.0))
         for w in busy:
           task, now = w['task'], time.monotonic()
           if w['conn'] in ready:
@@ -693,6 +700,10 @@ class _Pool:
               w['ready'], w['started'] = True, now
               continue
             w['task'] = None
+            if status == 'ok' and now - w['started'] > self.timeout_s:
+              # The deadline holds on arrival too: a result that comes in late is refused, so the
+              # outcome depends on the limit, not on when this loop happened to look.
+              status, payload = 'timeout', f'took over {self.timeout_s:g} s'
             yield task, status, payload
           elif not w['ready']:
             if now - w['spawned'] > self._STARTUP_LIMIT_S:
@@ -812,7 +823,12 @@ def build(root=None, *, preset: str = 'small', workers: int = 2, progress: bool 
           f'failed before, into {root}', file=sys.stderr)
   start, last_save = time.monotonic(), 0.0
   try:
-    results = _Pool(workers, timeout_s).run(tasks) if workers > 0 else _run_inline(tasks)
+    if not tasks:
+      results = ()  # Nothing to render: start no workers at all.
+    elif workers > 0:
+      results = _Pool(workers, timeout_s).run(tasks)
+    else:
+      results = _run_inline(tasks)
     for task, status, payload in results:
       p, name = task['corpus_path'], task['name']
       if status == 'ok':
