@@ -130,18 +130,18 @@ def render_event(controls: dict, rooms_spec_RxK: jax.Array, *, n_samples: int, w
   wet2_T = jnp.sum(wet2_CxT * masks_CxT, axis=0)
   x2_T = dry_wet(jnp.pad(x1_A, (0, n_samples - attack_len)), wet2_T, controls["mix_2"])
 
-  # Room and fine shift in one spectrum at 2T: the room is linear, so
-  # x3 = h0 * (rir conv x2) + h1 * x2 has spectrum X2 * (h0 * RIR + h1), and the sub-hop shift is a
-  # phase ramp on that same spectrum.  Then the window crop, as the reference does after its room.
+  # Room: linear, so x3 = h0 * (rir conv x2) + h1 * x2 has spectrum X2 * (h0 * RIR + h1), one
+  # FFT pair at 2T (the room's tail is as long as the window).  Then the window crop.
   size = 2 * n_samples
   room_K = controls["room_weights_R"].astype(rooms_spec_RxK.dtype) @ rooms_spec_RxK
   h = jax.nn.softmax(controls["room_mix_2"])
-  x3_K = jnp.fft.rfft(x2_T, n=size) * (h[0] * room_K + h[1])
-  ramp_K = signal.delay_ramp(size, jnp.zeros((), jnp.int32), controls["fine"])
-  x3_T = jnp.fft.irfft(x3_K * ramp_K, n=size)[:n_samples]
-  # Scheduling: convolution with gain * one_hot(hop * frame), done as an exact shift in time (a
-  # phase ramp would wrap the room's tail, which fills the whole 2T buffer, into the start).
-  return controls["gain"] * signal.delay_integer(x3_T, hop * controls["frame"])
+  x3_T = jnp.fft.irfft(jnp.fft.rfft(x2_T, n=size) * (h[0] * room_K + h[1]), n=size)[:n_samples]
+  # Scheduling, in the paper's order: the cropped event is convolved with gain * one_hot(hop *
+  # frame) (an exact shift in time; what passes T is dropped), and only then shifted by the fine
+  # offset.  Shifting before the crop or the schedule would wrap a negative shift's onset to the
+  # end of the buffer (lost in the crop) and a positive shift's room tail into the onset.
+  scheduled_T = signal.delay_integer(x3_T, hop * controls["frame"])
+  return controls["gain"] * signal.fine_shift(scheduled_T, controls["fine"])
 
 
 def _smooth_size(n: int) -> int:

@@ -118,3 +118,78 @@ def test_smooth_fft_size():
   for n in (17, 1000, 5000, 139391):
     size = synth._smooth_size(n)
     assert size >= n and size <= signal.fft_size(n)
+
+
+def _event_controls(n, hop, window, *, click=False, seed=0):
+  """Controls of one event; `click=True` keeps only the attack's dry spike (no noise, no
+  resonance, no room), so the event is one short triangle at its first samples."""
+  n_bins = window // 2 + 1
+  rng = np.random.default_rng(seed)
+  dry = jnp.array([30.0, -30.0])
+  envelope = (jnp.full((1, 16), -30.0).at[0, 0].set(30.0) if click
+              else jnp.asarray(rng.standard_normal((2, 16)), jnp.float32))
+  return {
+      "envelope_SxP": envelope,
+      "noise_filters_CxL": jnp.asarray(rng.standard_normal((2, 16)), jnp.float32),
+      "noise_deform_CxN": jnp.zeros((2, n // hop)),
+      "noise_mix_2": dry if click else jnp.zeros(2),
+      "resonance_params_Cx3F": jnp.asarray(rng.standard_normal((2, 3 * n_bins)), jnp.float32),
+      "deform_CxN": jnp.zeros((2, n // hop)),
+      "mix_2": dry if click else jnp.zeros(2),
+      "room_weights_R": jnp.array([0.5, 0.5]),
+      "room_mix_2": -dry if click else jnp.zeros(2),  # the room's dry weight is its second
+      "fine": jnp.array(0.0),
+      "frame": jnp.array(0),
+      "gain": jnp.array(1.0),
+  }
+
+
+def _render(controls, n, hop, window):
+  spectra = jnp.asarray(rooms.room_bank_spectra(2, n, 22050, 0))
+  return np.asarray(synth.render_event(controls, spectra, n_samples=n, window=window, hop=hop,
+                                       attack_samples=512), np.float64)
+
+
+def _paper_schedule(event_T, delay_int, shift):
+  """The paper's order, in float64 numpy: delay by whole samples dropping what passes T, then
+  the fine shift as a phase ramp on the 2T zero-padded result, cropped to T."""
+  t = event_T.size
+  scheduled = np.concatenate([np.zeros(delay_int), event_T[:t - delay_int]])
+  k = np.arange(t + 1)
+  ramp = np.exp(-2j * np.pi * k * shift / (2 * t))
+  return np.fft.irfft(np.fft.rfft(scheduled, 2 * t) * ramp, 2 * t)[:t]
+
+
+@pytest.mark.parametrize("shift", [-150.0, 150.0])
+def test_fine_shift_moves_a_click_by_whole_samples_with_its_full_energy(shift):
+  n, hop, window, frame = 8192, 256, 1024, 5
+  base = _event_controls(n, hop, window, click=True)
+  click = _render(base, n, hop, window)  # at sample 0, no shift
+  support = np.flatnonzero(np.abs(click) > 1e-6 * np.abs(click).max())
+  assert support[0] == 0 and support[-1] < 100  # a short triangle from the first sample
+  moved = _render(dict(base, frame=jnp.array(frame), fine=jnp.array(shift)), n, hop, window)
+  onset = hop * frame + int(shift)
+  # It lands at hop * frame + shift, whole, and nothing sounds before it or wraps from the end.
+  np.testing.assert_allclose(moved[onset:onset + 100], click[:100], atol=1e-5)
+  assert np.sum(moved ** 2) == pytest.approx(np.sum(click ** 2), rel=1e-4)
+  assert np.abs(moved[:onset]).max() < 1e-5
+  assert np.abs(moved[onset + 100:]).max() < 1e-5
+
+
+@pytest.mark.parametrize("shift", [-150.5, -37.25, 0.0, 99.75, 150.0])
+def test_render_event_schedules_then_shifts_in_the_papers_order(shift):
+  # A full event (noise attack, resonances, room): its sound fills the whole window, so a shift
+  # applied before the crop or before the schedule would wrap sound from one end to the other.
+  n, hop, window = 8192, 256, 1024
+  base = _event_controls(n, hop, window, seed=1)
+  at_zero = _render(base, n, hop, window)
+  assert np.abs(at_zero[-hop:]).max() > 1e-3 * np.abs(at_zero).max()  # sound up to the end
+  for frame in (0, 3, 20):
+    got = _render(dict(base, frame=jnp.array(frame), fine=jnp.array(shift)), n, hop, window)
+    want = _paper_schedule(at_zero, hop * frame, shift)
+    np.testing.assert_allclose(got, want, atol=2e-5 * np.abs(want).max())
+    if shift < 0 and frame > 0:
+      # The onset survives a negative shift: the event's first samples are all there.
+      onset = hop * frame + int(np.ceil(shift))
+      np.testing.assert_allclose(got[onset:onset + 64], at_zero[:64], atol=0.02 * np.abs(
+          at_zero).max())
