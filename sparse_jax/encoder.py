@@ -88,6 +88,11 @@ class Encoder(nnx.Module):
 
   def __call__(self, spec_BxFxN: jax.Array):
     """Returns vectors (B, N/2, D) and switch logits (B, N/2) for the first-half frames."""
+    h = self.features(spec_BxFxN)
+    return self.to_vectors(h), self.to_switch(h)[..., 0]
+
+  def features(self, spec_BxFxN: jax.Array) -> jax.Array:
+    """The stack's output (B, N/2, C) for the first-half frames, which both heads read."""
     half = self.n_frames // 2
     needed = self.frames_needed()
     x = jnp.swapaxes(spec_BxFxN[:, :, :min(needed[0], self.n_frames)], 1, 2)
@@ -96,8 +101,7 @@ class Encoder(nnx.Module):
     for block, out_len in zip(self.blocks, needed[1:]):
       x = block(x, min(out_len, self.n_frames))
       skips = skips + x[:, :half]
-    h = self.ff(skips)
-    return self.to_vectors(h), self.to_switch(h)[..., 0]
+    return self.ff(skips)
 
 
 def choose_event(vectors_BxHxD: jax.Array, switch_BxH: jax.Array):

@@ -17,19 +17,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sparse_jax import checkpoint, data, metrics, signal, train_step
+from sparse_jax import checkpoint, data, metrics, representation, signal, train_step
 from sparse_jax.errors import UserError
 from sparse_jax.model import encode_audio
 
 
 def make_encoder(cfg, graphs):
-  """A jitted (g_params, audio_BxT) -> (events_BxExT, residual_l1_BxE, frames_BxE)."""
+  """A jitted (g_params, audio_BxT) -> the Decomposition and the decoder heads' raw outputs for
+  each chosen vector (name -> (B, E, ...)), which the representation figures read."""
 
   @jax.jit
   def run(g_params, audio_BxT):
     model = train_step.merge_generator(graphs, g_params)
     d = encode_audio(model, audio_BxT, cfg.model)
-    return d.events_BxExT, d.residual_l1_BxE, d.frames_BxE
+    b, e, dim = d.vectors_BxExD.shape
+    heads = model.decoder.heads(d.vectors_BxExD.reshape(b * e, dim))
+    return d, {k: v.reshape(b, e, *v.shape[1:]) for k, v in heads.items()}
 
   return run
 
@@ -59,14 +62,27 @@ def evaluate_params(cfg, graphs, g_params, clips_NxT: np.ndarray, batch_size: in
   """Mean curves and metrics of one set of generator parameters over the clips."""
   run = make_encoder(cfg, graphs)
   curves, recon = [], []
+  events = {"vectors": [], "frames": [], "gains": [], "audio": []}
+  head_outputs = {}
   for i in range(0, len(clips_NxT), batch_size):
     chunk = clips_NxT[i:i + batch_size]
-    events, residual_l1, _ = jax.device_get(run(g_params, jnp.asarray(chunk)))
-    for clip, ev, r in zip(chunk, events, residual_l1):
+    dec, heads = jax.device_get(run(g_params, jnp.asarray(chunk)))
+    for clip, ev, r in zip(chunk, dec.events_BxExT, dec.residual_l1_BxE):
       curves.append(energy_curves(clip, ev, r, cfg.model.window, cfg.model.hop))
       recon.append(reconstruction_metrics(clip, ev.sum(0), cfg.model.sample_rate))
+    # One window per clip, so the frames are already window-relative.
+    for key, value in (("vectors", dec.vectors_BxExD), ("frames", dec.frames_BxE),
+                       ("gains", dec.gains_BxE), ("audio", dec.events_BxExT)):
+      events[key].append(value.reshape(-1, *value.shape[2:]))
+    for name, value in heads.items():
+      head_outputs.setdefault(name, []).append(value.reshape(-1, *value.shape[2:]))
   out = {k: np.mean([c[k] for c in curves], axis=0).tolist() for k in curves[0]}
   out.update({k: float(np.mean([r[k] for r in recon])) for k in recon[0]})
+  cat = lambda parts: np.concatenate(parts)
+  out["representation"] = representation.summarize(
+      cat(events["vectors"]), cat(events["frames"]), cat(events["gains"]),
+      events_NxT=cat(events["audio"]), sample_rate=cfg.model.sample_rate,
+      head_outputs={k: cat(v) for k, v in head_outputs.items()})
   return out
 
 
@@ -121,6 +137,12 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
         f"{curve[0]:.3f} / {curve[min(7, len(curve) - 1)]:.3f} / {curve[-1]:.3f} "
         f"(mixed audio: {res['spectrogram_of_summed_audio'][-1]:.3f}); "
         f"MR-STFT {res['mr_stft']:.3f}, log-mel {res['log_mel']:.3f}, SI-SDR {res['si_sdr']:.2f} dB")
+    rep = res["representation"]
+    if "effective_rank" in rep:
+      log(f"{label}: effective rank {rep['effective_rank']:.2f} of {cfg.model.event_dim}, mean "
+          f"|cos| {rep['mean_abs_cosine']:.3f}, {100 * rep['first_frames_share']:.1f}% of events "
+          f"in a window's first {representation.FIRST_FRAMES} frames, centroid spread "
+          f"{rep['centroid_spread_octaves']:.2f} octaves, {rep['silent_events']} silent events")
   return report
 
 

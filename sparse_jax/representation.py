@@ -1,0 +1,117 @@
+"""Representation health: do the events carry information, or are they one sound at many levels?
+
+A codec whose event vectors all point one way decodes every event to the same sound, scaled by
+its gain: neither interpretable nor a good codec.  These figures tell a healthy set of events from
+a collapsed one (N events of D dimensions):
+
+* `effective_rank`: exp of the entropy of the normalised singular values of the CENTRED vectors
+  (Roy & Vetterli 2007): 1 when they vary along one direction only, D when along all equally.
+* `mean_abs_cosine`: the mean |cos| between two different (uncentred) vectors: 1 when every event
+  is the same vector scaled, about sqrt(2 / (pi D)) for independent random directions.
+* `first_frames_share`: the share of events in the first 4 frames of their window (events that
+  pile up at window starts are placed by the window, not by the music).
+* `centroid_spread_octaves`: the standard deviation of log2 of the events' spectral centroids
+  (power spectrum).
+* per decoder table: `rows_used` (rows any event gives a non-zero weight) and `dominant_rows`
+  (distinct rows that carry an event's largest weight).
+
+The first two are pure `jnp` and run inside the jitted train step; the rest run on the host.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sparse_jax.signal import unit_norm
+
+FIRST_FRAMES = 4
+
+# Decoder head -> the table its ReLU weights mix (see decoder.Decoder.controls).
+HEAD_TABLES = {
+    "envelopes": "envelopes",
+    "noise_resonance": "noise_filters",
+    "noise_deformations": "noise_deformations",
+    "resonances": "resonances",
+    "deformations": "deformations",
+    "room_choice": "rooms",
+}
+
+
+def effective_rank(vectors_NxD: jax.Array) -> jax.Array:
+  """exp(entropy of the normalised singular values of the centred vectors), in [1, D]."""
+  x = jnp.asarray(vectors_NxD, jnp.float32)
+  s = jnp.linalg.svd(x - x.mean(0), compute_uv=False)
+  p = s / jnp.maximum(s.sum(), 1e-30)
+  entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
+  return jnp.exp(entropy)
+
+
+def mean_abs_cosine(vectors_NxD: jax.Array) -> jax.Array:
+  """Mean |cosine| over the N (N - 1) ordered pairs of different vectors (zero vectors count 0)."""
+  x = jnp.asarray(vectors_NxD, jnp.float32)
+  n = x.shape[0]
+  unit = unit_norm(x)
+  cos = jnp.abs(unit @ unit.T)
+  return (cos.sum() - jnp.trace(cos)) / max(n * (n - 1), 1)
+
+
+def spectral_centroids_hz(events_NxT: np.ndarray, sample_rate: int) -> np.ndarray:
+  """The centroid of each event's power spectrum, in Hz (NaN for a silent event).
+
+  Power, not magnitude: an event cut off by its window leaks energy into every bin, and the
+  leakage falls off as 1/f in magnitude but 1/f^2 in power, so it barely moves the power centroid.
+  """
+  mag = np.abs(np.fft.rfft(np.asarray(events_NxT, np.float64), axis=-1)) ** 2
+  freqs = np.fft.rfftfreq(events_NxT.shape[-1], 1.0 / sample_rate)
+  total = mag.sum(-1)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(total > 0, (mag * freqs).sum(-1) / total, np.nan)
+
+
+def table_usage(head_outputs: dict) -> dict:
+  """Rows used and dominant rows of each decoder table, from the heads' raw outputs.
+
+  Args:
+    head_outputs: decoder head name -> (N, ..., rows) raw outputs for N events (the ReLU that
+      turns them into table weights is applied here).
+  """
+  usage = {}
+  for head, table in HEAD_TABLES.items():
+    if head not in head_outputs:
+      continue
+    w = np.maximum(np.asarray(head_outputs[head], np.float64), 0.0)
+    w = w.reshape(-1, w.shape[-1])  # every (event, channel) mixes its own weights
+    active = w.max(-1) > 0
+    usage[table] = {"rows": int(w.shape[-1]), "rows_used": int(np.sum(w.max(0) > 0)),
+                    "dominant_rows": int(len(np.unique(np.argmax(w[active], -1))))}
+  return usage
+
+
+def summarize(vectors_NxD, frames_in_window_N, gains_N, events_NxT=None, sample_rate=None,
+              head_outputs=None) -> dict:
+  """Every figure of the module docstring for one set of events (silent ones left out).
+
+  Args:
+    vectors_NxD: the events' vectors.
+    frames_in_window_N: each event's frame, counted from the start of its window.
+    gains_N: their gains; events with gain <= 0 make no sound and are left out.
+    events_NxT: optional rendered audio of each event, for the spectral centroids.
+    sample_rate: the audio's rate (with events_NxT).
+    head_outputs: optional decoder head outputs for `vectors_NxD`, for the table usage.
+  """
+  gains = np.asarray(gains_N)
+  sounding = gains > 0
+  vectors = np.asarray(vectors_NxD, np.float32)[sounding]
+  frames = np.asarray(frames_in_window_N)[sounding]
+  out = {"events": int(sounding.sum()), "silent_events": int((~sounding).sum())}
+  if len(vectors) < 2:
+    return out
+  out["effective_rank"] = float(effective_rank(vectors))
+  out["mean_abs_cosine"] = float(mean_abs_cosine(vectors))
+  out["first_frames_share"] = float(np.mean(frames < FIRST_FRAMES))
+  if events_NxT is not None:
+    centroids = spectral_centroids_hz(np.asarray(events_NxT)[sounding], sample_rate)
+    centroids = centroids[np.isfinite(centroids) & (centroids > 0)]
+    out["centroid_spread_octaves"] = float(np.std(np.log2(centroids))) if len(centroids) else 0.0
+  if head_outputs is not None:
+    out["tables"] = table_usage({k: np.asarray(v)[sounding] for k, v in head_outputs.items()})
+  return out

@@ -1,0 +1,73 @@
+"""Representation-health figures on sets of vectors whose answer is known."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sparse_jax import representation as rep
+
+
+def test_effective_rank_of_known_spectra():
+  rng = np.random.default_rng(0)
+  # One direction, any lengths (and an offset, which centring removes): rank 1.
+  line = rng.standard_normal((200, 1)) * rng.standard_normal((1, 16)) + 5.0
+  assert float(rep.effective_rank(line)) == pytest.approx(1.0, abs=1e-3)
+  # Equal singular values on k axes: rank k exactly.
+  for k in (2, 5):
+    basis = np.linalg.qr(rng.standard_normal((16, k)))[0].T  # k orthonormal rows
+    signs = np.array([[1.0] * k, [-1.0] * k])
+    x = np.concatenate([s[:, None] * basis for s in signs]).reshape(-1, 16)
+    # +-e_i for each axis: centred, the singular values are equal.
+    assert float(rep.effective_rank(x)) == pytest.approx(k, rel=1e-4)
+  # Isotropic Gaussian: close to D (sampling spreads the singular values a little).
+  assert 15.0 < float(rep.effective_rank(rng.standard_normal((4000, 16)))) <= 16.0
+  # Under jit, as the train step computes it.
+  assert float(jax.jit(rep.effective_rank)(jnp.asarray(line))) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_mean_abs_cosine_of_known_sets():
+  rng = np.random.default_rng(1)
+  u = rng.standard_normal(8)
+  scaled = np.outer(rng.uniform(0.1, 3.0, 50) * rng.choice([-1, 1], 50), u)
+  assert float(rep.mean_abs_cosine(scaled)) == pytest.approx(1.0, abs=1e-6)
+  assert float(rep.mean_abs_cosine(np.eye(8))) == pytest.approx(0.0, abs=1e-7)
+  # Two vectors at 60 degrees: |cos| = 0.5 for both ordered pairs.
+  pair = np.array([[1.0, 0.0], [0.5, np.sqrt(3) / 2]])
+  assert float(rep.mean_abs_cosine(pair)) == pytest.approx(0.5, abs=1e-6)
+  random = rng.standard_normal((2000, 32))
+  assert float(rep.mean_abs_cosine(random)) == pytest.approx(np.sqrt(2 / (np.pi * 32)), rel=0.05)
+
+
+def test_spectral_centroid_of_sines_and_silence():
+  sr, n = 22050, 4096
+  t = np.arange(n) / sr
+  freqs = np.array([441.0, 2205.0])  # between bins: the window cuts them off mid-cycle
+  sines = np.sin(2 * np.pi * freqs[:, None] * t)
+  centroids = rep.spectral_centroids_hz(np.concatenate([sines, np.zeros((1, n))]), sr)
+  np.testing.assert_allclose(centroids[:2], freqs, rtol=0.02)
+  assert np.isnan(centroids[2])
+
+
+def test_table_usage_counts_used_and_dominant_rows():
+  # 3 events, resonance head with 2 channels over 5 rows; a room head over 4 rows.
+  res = np.array([[[1.0, -1, 0, 0, 0], [0, 2.0, -1, 0, 0]],
+                  [[3.0, 0, 0, 0, 0], [0, 0.5, 0, 0, 0]],
+                  [[0.1, 0, 0, 0, 0.2], [-1, -1, -1, -1, -1]]])
+  rooms = np.array([[0.0, 0.3, 0, 0], [0, 0.9, 0, 0], [0, 0.2, 0.1, 0]])
+  usage = rep.table_usage({"resonances": res, "room_choice": rooms})
+  assert usage["resonances"] == {"rows": 5, "rows_used": 3, "dominant_rows": 3}
+  # Rows 0 (twice), 1 (twice), 4: the silent last channel chooses nothing.
+  assert usage["rooms"] == {"rows": 4, "rows_used": 2, "dominant_rows": 1}
+
+
+def test_summarize_leaves_silent_events_out_and_counts_first_frames():
+  rng = np.random.default_rng(2)
+  vectors = rng.standard_normal((10, 4))
+  frames = np.array([0, 1, 3, 4, 10, 20, 2, 50, 60, 70])
+  gains = np.array([1.0] * 8 + [0.0, 0.0])
+  out = rep.summarize(vectors, frames, gains)
+  assert out["events"] == 8 and out["silent_events"] == 2
+  assert out["first_frames_share"] == pytest.approx(4 / 8)  # frames 0, 1, 3, 2 of the sounding 8
+  assert out["effective_rank"] == pytest.approx(float(rep.effective_rank(vectors[:8])))
+  assert "tables" not in out and "centroid_spread_octaves" not in out
+  assert rep.summarize(vectors[:1], frames[:1], gains[:1]) == {"events": 1, "silent_events": 0}
