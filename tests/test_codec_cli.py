@@ -3,6 +3,10 @@ import argparse
 import json
 import os
 import shutil
+import struct
+import subprocess
+import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ import soundfile as sf
 import codec_fixtures
 from sparse_jax import audio_io
 from sparse_jax.codec import cli, edit, sjx
+from sparse_jax.codec import events as sjx_events
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +264,165 @@ def test_register_adds_the_commands():
                    (["sjx-info", "b.sjx"], cli.cmd_info),
                    (["report", "a.wav", "--workdir", "w", "--out", "r"], cli.cmd_report)):
     assert parser.parse_args(argv).fn is fn
+
+
+# ------------------------------------------------------------------------------------------------
+# Hostile headers, edit values, existing outputs (issue 8, section 3).  None of these needs the
+# model: each must fail before it is loaded, so a bogus --workdir proves the order too.
+
+BOGUS_WORKDIR = "/nonexistent/workdir"
+
+
+def synthetic_sjx(path, *fields, n_events=4, n_audio=33075):
+  """A valid .sjx of `n_events` events (the tiny model's rate, hop and window), then header
+  `fields` (offset, struct format, value) patched and the CRC32 trailer recomputed."""
+  rng = np.random.default_rng(0)
+  ev = sjx_events.EventSet(
+      frames=np.arange(n_events) * 100, offsets=np.zeros(n_events), gains=np.ones(n_events),
+      vectors=rng.normal(size=(n_events, 8)), sample_rate=22050, hop=64, window_samples=2**14,
+      n_audio_samples=n_audio, model_id=b"\x07" * 16, events_per_window=32)
+  data = bytearray(sjx.encode_bytes(ev))
+  for offset, fmt, value in fields:
+    struct.pack_into(fmt, data, offset, value)
+  data = bytes(data[:-4])
+  with open(path, "wb") as f:
+    f.write(data + struct.pack("<I", zlib.crc32(data)))
+  return str(path)
+
+
+@pytest.mark.parametrize("fields, n_events, message", [
+    (((16, "<Q", 2**32),), 4, "n_audio_samples"),      # F4: decode ran 87 s, 17 GB, 8.6 GB wav
+    (((16, "<Q", 2**40),), 4, "n_audio_samples"),      # F2: info used 5.4 GB
+    (((16, "<Q", 2**63),), 4, "n_audio_samples"),      # F1: numpy traceback
+    (((16, "<Q", 2**64 - 1),), 4, "n_audio_samples"),  # F3: numpy traceback
+    (((10, "<H", 1), (12, "<I", 1)), 4, "window_samples"),  # F5: hop = window = 1
+    (((16, "<Q", 2**31),), 4, "reaches past its events"),  # within the cap, but not the events
+    (((16, "<Q", 2**20),), 0, "reaches past its events"),  # no events at all
+])
+def test_implausible_header_refused_in_one_line_before_the_model(capsys, tmp_path, fields,
+                                                                 n_events, message):
+  # Without events the file may only declare two windows (2^15 samples) to start with.
+  bad = synthetic_sjx(tmp_path / "bomb.sjx", *fields, n_events=n_events,
+                      n_audio=33075 if n_events else 2**15)
+  out = tmp_path / "out.wav"
+  for argv in (("info", bad), ("info", bad, "--json"),
+               ("decode", bad, out, "--workdir", BOGUS_WORKDIR),
+               ("edit", bad, tmp_path / "e.sjx")):
+    code, stdout, err = run(capsys, *argv)
+    assert code == 2, (argv, err)
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err, (argv, err)
+    assert stdout == ""
+  assert os.listdir(tmp_path) == ["bomb.sjx"]  # no output, no temporary file
+
+
+@pytest.mark.filterwarnings("error")  # a numpy warning before the error line fails the test
+@pytest.mark.parametrize("option, value", [
+    ("--shift", "1e300"), ("--shift", "1e17"), ("--shift", "-1e17"), ("--shift", "nan"),
+    ("--shift", "inf"), ("--shift", "3"),
+    ("--seed", "-1"),
+    ("--perturb", "1e300"), ("--perturb", "nan"), ("--perturb", "inf"),
+    ("--scale-gains", "1e300"), ("--scale-gains", "nan"), ("--scale-gains", "inf"),
+    ("--scale-gains", "-2"),
+])
+def test_bad_edit_values_give_one_line_naming_the_option(capsys, tmp_path, option, value):
+  src = synthetic_sjx(tmp_path / "in.sjx")
+  code, _, err = run(capsys, "edit", src, tmp_path / "out.sjx", f"{option}={value}")
+  assert code == 2, err
+  assert len(err.splitlines()) == 1 and err.startswith(f"error: {option} {float(value):g}:"), err
+  assert os.listdir(tmp_path) == ["in.sjx"]
+
+
+def test_perturb_overflow_prints_only_the_error_line(tmp_path):
+  """F8, outside pytest's warning capture: stderr holds the error line and nothing else."""
+  src = synthetic_sjx(tmp_path / "in.sjx")
+  proc = subprocess.run([sys.executable, "-m", "sparse_jax", "edit", src, str(tmp_path / "o.sjx"),
+                         "--perturb", "1e300"], capture_output=True, text=True, timeout=120,
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert proc.returncode == 2, proc.stderr
+  assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("error: --perturb")
+  assert not (tmp_path / "o.sjx").exists()
+
+
+def _existing_output_cases(tmp_path):
+  wav = write_clicks(str(tmp_path / "in.wav"), seconds=0.1)
+  src = synthetic_sjx(tmp_path / "in.sjx")
+  old_sjx, old_wav, old_json = tmp_path / "old.sjx", tmp_path / "old.wav", tmp_path / "old.json"
+  for path in (old_sjx, old_wav, old_json):
+    path.write_bytes(b"old")
+  report_dir = tmp_path / "rep"
+  report_dir.mkdir()
+  (report_dir / "index.html").write_text("old")
+  return [
+      (("encode", wav, old_sjx, "--workdir", BOGUS_WORKDIR), old_sjx),
+      (("decode", src, old_wav, "--workdir", BOGUS_WORKDIR), old_wav),
+      (("edit", src, old_sjx, "--random-times"), old_sjx),
+      (("edit", src, tmp_path / "new.sjx", "--export-json", old_json), old_json),
+      (("report", wav, "--workdir", BOGUS_WORKDIR, "--out", report_dir), report_dir),
+  ]
+
+
+def test_existing_output_is_refused_without_force_before_the_model(capsys, tmp_path):
+  for argv, existing in _existing_output_cases(tmp_path):
+    before = sorted(os.listdir(tmp_path))
+    code, _, err = run(capsys, *argv)
+    assert code == 2, (argv, err)
+    assert len(err.splitlines()) == 1 and f"{existing}: already exists" in err, (argv, err)
+    assert "--force" in err, err
+    assert sorted(os.listdir(tmp_path)) == before  # nothing new, not even the edit's main output
+  assert (tmp_path / "old.sjx").read_bytes() == b"old"
+  assert (tmp_path / "rep" / "index.html").read_text() == "old"
+
+
+@pytest.mark.parametrize("flag", ["--force", "-f"])
+def test_force_passes_the_output_check(capsys, tmp_path, flag):
+  # With --force the output check passes and the next problem is the bogus workdir (or, for edit,
+  # there is none: the file is replaced).
+  for argv, existing in _existing_output_cases(tmp_path):
+    code, _, err = run(capsys, *argv, flag)
+    if argv[0] == "edit":
+      assert code == 0, (argv, err)
+    else:
+      assert code == 2 and "already exists" not in err and BOGUS_WORKDIR in err, (argv, err)
+  assert sjx.read(tmp_path / "old.sjx").n_audio_samples == 33075
+  assert (tmp_path / "old.json").read_text().startswith("{")
+
+
+def test_output_path_checked_before_the_model(capsys, tmp_path):
+  wav = write_clicks(str(tmp_path / "in.wav"), seconds=0.1)
+  src = synthetic_sjx(tmp_path / "in.sjx")
+  (tmp_path / "folder.sjx").mkdir()
+  (tmp_path / "folder.wav").mkdir()
+  (tmp_path / "file").write_text("x")
+  cases = [
+      (("encode", wav, tmp_path / "no" / "o.sjx", "--workdir", BOGUS_WORKDIR), "does not exist"),
+      (("encode", wav, tmp_path / "folder.sjx", "--workdir", BOGUS_WORKDIR), "is a folder"),
+      (("encode", wav, tmp_path / "folder.sjx", "--workdir", BOGUS_WORKDIR, "-f"), "is a folder"),
+      (("decode", src, tmp_path / "no" / "o.wav", "--workdir", BOGUS_WORKDIR), "does not exist"),
+      (("decode", src, tmp_path / "folder.wav", "--workdir", BOGUS_WORKDIR), "is a folder"),
+      (("edit", src, tmp_path / "no" / "o.sjx"), "does not exist"),
+      (("edit", src, tmp_path / "o.sjx", "--export-json", tmp_path / "no" / "e.json"),
+       "does not exist"),
+      (("report", wav, "--workdir", BOGUS_WORKDIR, "--out", tmp_path / "no" / "rep"),
+       "does not exist"),
+      (("report", wav, "--workdir", BOGUS_WORKDIR, "--out", tmp_path / "file", "-f"), "is a file"),
+      (("report", wav, "--workdir", BOGUS_WORKDIR, "--out", tmp_path / "r", "--seed", "-1"),
+       "--seed"),
+  ]
+  for argv, message in cases:
+    code, _, err = run(capsys, *argv)
+    assert code == 2, (argv, err)
+    assert len(err.splitlines()) == 1 and message in err, (argv, err)
+  assert sorted(os.listdir(tmp_path)) == ["file", "folder.sjx", "folder.wav", "in.sjx", "in.wav"]
+
+
+def test_force_overwrites_real_outputs(capsys, workdir, encoded, tmp_path):
+  wav, sjx_path = encoded
+  out_sjx, out_wav = tmp_path / "o.sjx", tmp_path / "o.wav"
+  out_sjx.write_bytes(b"old")
+  out_wav.write_bytes(b"old")
+  code, _, err = run(capsys, "encode", wav, out_sjx, "--workdir", workdir, "--quiet", "--force")
+  assert code == 0, err
+  assert out_sjx.read_bytes() == open(sjx_path, "rb").read()
+  code, _, err = run(capsys, "decode", sjx_path, out_wav, "--workdir", workdir, "--quiet", "-f")
+  assert code == 0, err
+  assert sf.info(str(out_wav)).frames == 33075

@@ -136,6 +136,25 @@ def test_shift_by_fraction_moves_start_times_and_drops_outside():
   assert len(late) == 0
 
 
+@pytest.mark.parametrize("seconds", [1e17, 1e18, -1e18, 1e300, -1e300, 1e308])
+def test_shift_far_beyond_the_file_drops_every_event_without_overflow(seconds):
+  # `--shift 1e300` (and 1e17) raised OverflowError from the int64 frame arithmetic.
+  out = edit.shift_times(make_events(), seconds)
+  assert len(out) == 0 and out.n_audio_samples == SR * 10
+
+
+@pytest.mark.filterwarnings("error")  # `--perturb 1e300` printed numpy's cast-overflow warning
+@pytest.mark.parametrize("apply", [
+    lambda ev: edit.perturb(ev, 1e300, np.random.default_rng(0)),
+    lambda ev: edit.perturb(ev, 1e39, np.random.default_rng(0)),
+    lambda ev: edit.scale_gains(ev, 1e300),
+    lambda ev: edit.scale_gains(ev, 1e39),
+])
+def test_edits_beyond_float32_raise_one_error_and_no_warning(apply):
+  with pytest.raises(ValueError, match="float32"):
+    apply(make_events())
+
+
 def test_shift_subset_only():
   ev = make_events()
   idx = [1, 2]

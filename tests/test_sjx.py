@@ -85,13 +85,13 @@ def test_eventset_validation(change, message):
 def test_header_fields_byte_exact():
   ev = events_lib.EventSet(
       frames=[3, 1, 200], offsets=[0.0, 12.0, -5.0], gains=[1.0, 0.5, 2.0],
-      vectors=np.ones((3, 7)), sample_rate=44100, hop=512, window_samples=2**17 + 3,
-      n_audio_samples=2**33 + 5, model_id=MODEL_B, events_per_window=17)
+      vectors=np.ones((3, 7)), sample_rate=44100, hop=512, window_samples=2**17,
+      n_audio_samples=2**17 + 5, model_id=MODEL_B, events_per_window=17)
   data = sjx.encode_bytes(ev, bits=16)
   # Deltas 1, 2, 197: one, one and two varint bytes.
   expected_header = (b"SJX\x00" + struct.pack("<H", 1) + struct.pack("<I", 44100) +
-                     struct.pack("<H", 512) + struct.pack("<I", 2**17 + 3) +
-                     struct.pack("<Q", 2**33 + 5) + struct.pack("<H", 7) + struct.pack("<H", 17) +
+                     struct.pack("<H", 512) + struct.pack("<I", 2**17) +
+                     struct.pack("<Q", 2**17 + 5) + struct.pack("<H", 7) + struct.pack("<H", 17) +
                      struct.pack("<I", 3) + bytes([16]) + MODEL_B + struct.pack("<I", 4))
   assert data[:sjx.HEADER_BYTES] == expected_header
   assert data[sjx.HEADER_BYTES:sjx.HEADER_BYTES + 4] == bytes([1, 2, 197 & 0x7F | 0x80, 1])
@@ -292,6 +292,88 @@ def test_implausible_header_with_valid_crc(offset, fmt, value, message):
     sjx.decode_bytes(recrc(data), name="x.sjx")
 
 
+def patched(data, *fields):
+  """`data` with (offset, struct format, value) header fields replaced and the CRC made valid."""
+  data = bytearray(data)
+  for offset, fmt, value in fields:
+    struct.pack_into(fmt, data, offset, value)
+  return recrc(data)
+
+
+# The issue's bombs: a 4 KB file declaring 2^32 samples made `decode` run 87 s, allocate 17 GB and
+# write an 8.6 GB wav; 2^40 made `info` use 5.4 GB; 2^63, 2^64 - 1 and hop = window = 1 gave numpy
+# tracebacks.  Each is now one line from the reader, before anything is allocated.
+@pytest.mark.parametrize("fields, message", [
+    (((16, "<Q", 2**32),), "n_audio_samples 4294967296"),
+    (((16, "<Q", 2**40),), "n_audio_samples"),
+    (((16, "<Q", 2**63),), "n_audio_samples"),
+    (((16, "<Q", 2**64 - 1),), "n_audio_samples"),
+    (((10, "<H", 1), (12, "<I", 1)), "window_samples 1"),
+    (((12, "<I", 2**17 + 3),), "power of two"),
+    (((12, "<I", 2**30),), "window_samples"),
+    (((10, "<H", 300),), "hop 300"),
+    (((10, "<H", 2**16 - 1), (12, "<I", 2**16)), "hop 65535"),
+    (((6, "<I", 1),), "sample_rate 1"),
+    (((6, "<I", 2**32 - 1),), "sample_rate"),
+])
+def test_implausible_lengths_and_shapes_are_refused(fields, message):
+  with pytest.raises(UserError, match=message) as info:
+    sjx.decode_bytes(patched(small_file(), *fields), name="x.sjx")
+  assert str(info.value).startswith("x.sjx: ") and "\n" not in str(info.value)
+
+
+def test_length_is_bounded_by_the_last_event_plus_two_windows():
+  data = small_file()
+  ev = sjx.decode_bytes(data)
+  limit = int(ev.frames[-1]) * ev.hop + 2 * ev.window_samples
+  assert sjx.decode_bytes(patched(data, (16, "<Q", limit))).n_audio_samples == limit
+  with pytest.raises(UserError, match=f"n_audio_samples {limit + 1} .*{limit}"):
+    sjx.decode_bytes(patched(data, (16, "<Q", limit + 1)), name="x.sjx")
+
+
+def test_file_without_events_may_declare_at_most_two_windows():
+  ev = events_lib.EventSet(frames=[], offsets=[], gains=[], vectors=np.zeros((0, 4)),
+                           sample_rate=22050, n_audio_samples=2 * 2**17, model_id=MODEL_A)
+  data = sjx.encode_bytes(ev)
+  assert len(sjx.decode_bytes(data)) == 0
+  for n in (2 * 2**17 + 1, 2**32):
+    with pytest.raises(UserError, match="n_audio_samples"):
+      sjx.decode_bytes(patched(data, (16, "<Q", n)), name="x.sjx")
+
+
+def test_silent_tail_is_kept_by_one_silent_event():
+  """A file whose events end long before the audio (a silent tail, dropped events) stays readable:
+  the writer adds one gain-0 event at the last frame, which renders nothing."""
+  rng = np.random.default_rng(2)
+  n_audio = 22050 * 60
+  ev = make_events(rng, n_events=5, n_audio_samples=n_audio)
+  ev = ev.replace(frames=np.arange(5))  # all in the first 5 frames, then 59 s of silence
+  back = sjx.decode_bytes(sjx.encode_bytes(ev))
+  assert back.n_audio_samples == n_audio and len(back) == 6
+  np.testing.assert_array_equal(back.frames[:5], np.arange(5))
+  assert back.frames[5] == n_audio // 256 and back.gains[5] == 0 and back.offsets[5] == 0
+  assert np.all(back.vectors[5] == 0)
+  # No events at all, a long file: the silent event alone.
+  empty = ev.select([])
+  back = sjx.decode_bytes(sjx.encode_bytes(empty))
+  assert len(back) == 1 and back.gains[0] == 0 and back.n_audio_samples == n_audio
+  # Events that reach the end need no extra event.
+  near_end = ev.replace(frames=[0, 1, 2, 3, n_audio // 256 - 1000])  # 11.6 s < 2 windows
+  assert len(sjx.decode_bytes(sjx.encode_bytes(near_end))) == 5
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(window_samples=2**17 + 3), "power of two"),
+    (dict(hop=300), "hop"),
+    (dict(sample_rate=1), "sample_rate"),
+    (dict(n_audio_samples=2**40, frames=[2**40 // 256] * 6), "n_audio_samples"),
+])
+def test_writer_refuses_what_the_reader_would(change, message):
+  ev = make_events(np.random.default_rng(0)).replace(**change)
+  with pytest.raises(ValueError, match=message):
+    sjx.encode_bytes(ev)
+
+
 def test_out_of_range_codes_with_valid_crc():
   data = bytearray(small_file())
   (frame_bytes,) = struct.unpack_from("<I", data, 49)
@@ -353,3 +435,19 @@ def test_write_into_missing_folder(tmp_path):
   with pytest.raises(UserError, match="does not exist"):
     sjx.write(tmp_path / "no" / "out.sjx", ev)
   assert os.listdir(tmp_path) == []
+
+
+def test_written_file_honours_the_umask_like_audio_outputs(tmp_path):
+  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  ev = make_events(np.random.default_rng(0))
+  old = os.umask(0o022)
+  try:
+    sjx.write(tmp_path / "a.sjx", ev)
+    audio_io.write_audio(tmp_path / "a.wav", np.zeros(100, np.float32), 22050)
+    os.umask(0o027)
+    sjx.write(tmp_path / "b.sjx", ev)
+  finally:
+    os.umask(old)
+  mode = lambda name: os.stat(tmp_path / name).st_mode & 0o777
+  assert mode("a.sjx") == mode("a.wav") == 0o644
+  assert mode("b.sjx") == 0o640

@@ -4,20 +4,23 @@ Wired into `python -m sparse_jax` through `register(subparsers)`; `main(argv)` r
 commands on their own (tests, scripts).  Usage:
 
   encode IN.(wav|flac|ogg|mp3) OUT.sjx --workdir DIR [--events N] [--residual-threshold X]
-         [--bits 8|16]
-  decode IN.sjx OUT.wav --workdir DIR [--ignore-model-id] [--float]
+         [--bits 8|16] [--force]
+  decode IN.sjx OUT.wav --workdir DIR [--ignore-model-id] [--float] [--force]
   edit IN.sjx OUT.sjx [--random-vectors] [--random-times] [--perturb SCALE] [--drop I,J,...]
        [--drop-range T0:T1] [--shift SECONDS] [--scale-gains F] [--seed S]
-       [--export-json F.json] [--import-json F.json] [--bits 8|16]
+       [--export-json F.json] [--import-json F.json] [--bits 8|16] [--force]
   info IN.sjx [--json]
-  report IN.wav --workdir DIR --out REPORT_DIR [--seed S] [--max-seconds X]
+  report IN.wav --workdir DIR --out REPORT_DIR [--seed S] [--max-seconds X] [--force]
 
 Bad input (unreadable audio, a corrupt / truncated / foreign `.sjx`, a missing checkpoint, a bad
 option value) prints one line `error: ...` on stderr and exits with status 2.  Outputs are written
 through temporary files and renamed into place, so a failed command never leaves a partial file.
+An existing output (a report: a non-empty folder) is replaced only with `--force` (`-f`); every
+output path is checked before the model is loaded, so a bad one fails at once, not after an encode.
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -67,14 +70,34 @@ def _check_output_folder(path):
   folder = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(folder):
     raise UserError(f"{path}: cannot write: folder {folder} does not exist; create it first")
+  # Root passes os.access whatever the mode; everyone else learns it now, not after an encode.
+  if not os.access(folder, os.W_OK | os.X_OK):
+    raise UserError(f"{path}: cannot write: folder {folder} is not writable; choose another "
+                    "output path")
 
 
-def _check_audio_output(path):
+def _check_output(path, force):
+  """One line, before any real work, unless `path` can and may be written as a file."""
+  path = os.fspath(path)
+  _check_output_folder(path)
+  if os.path.isdir(path):
+    raise UserError(f"{path}: is a folder; pass a file path")
+  if os.path.lexists(path) and not force:
+    raise UserError(f"{path}: already exists; pass --force (-f) to overwrite it")
+
+
+def _check_audio_output(path, force):
   ext = os.path.splitext(path)[1].lower()
   if ext not in AUDIO_OUT_EXTENSIONS:
     raise UserError(f"{path}: cannot write {ext or 'extension-less'} audio; use "
                     f"{', '.join(AUDIO_OUT_EXTENSIONS)}")
-  _check_output_folder(path)
+  _check_output(path, force)
+
+
+def _check_seed(seed):
+  # numpy's generators take only non-negative seeds (a negative one is a ValueError traceback).
+  if seed < 0:
+    raise UserError(f"--seed {seed}: must be >= 0; pass e.g. --seed 0")
 
 
 def _check_distinct(src, dst):
@@ -120,12 +143,15 @@ def windows_of(events):
 def cmd_encode(args):
   from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
   from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
-  _check_output_folder(args.output)
+  _check_output(args.output, args.force)
   _check_distinct(args.input, args.output)
   if not os.path.exists(args.input):
     raise UserError(f"{args.input}: no such audio file; check the path")
   codec = load_codec(args.workdir)
   audio = audio_io.load_audio(args.input, codec.sample_rate)
+  if audio.size > sjx.MAX_AUDIO_SAMPLES:
+    raise UserError(f"{args.input}: {audio.size} samples at {codec.sample_rate} Hz is more than a "
+                    f".sjx file holds ({sjx.MAX_AUDIO_SAMPLES}); split the recording")
   start = time.time()
   events, info = codec.encode(audio, n_events=args.events,
                               residual_threshold=args.residual_threshold,
@@ -146,7 +172,7 @@ def cmd_encode(args):
 def cmd_decode(args):
   from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
   from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
-  _check_audio_output(args.output)
+  _check_audio_output(args.output, args.force)
   _check_distinct(args.input, args.output)
   if args.float and os.path.splitext(args.output)[1].lower() != ".wav":
     raise UserError("--float writes 32-bit float samples, which only .wav holds; use OUT.wav")
@@ -184,10 +210,34 @@ def _parse_range(text):
   return t0, t1
 
 
+def _check_edit_values(args):
+  """One line per bad edit value, naming the option, before the input is read."""
+  examples = {"shift": "0.25", "perturb": "0.5", "scale_gains": "0.5"}
+  for name, example in examples.items():
+    value = getattr(args, name)
+    option = "--" + name.replace("_", "-")
+    if value is not None and not math.isfinite(value):
+      raise UserError(f"{option} {value:g}: not a finite number; pass e.g. {option} {example}")
+    if name != "shift" and value is not None and value < 0:
+      raise UserError(f"{option} {value:g}: must be >= 0; pass e.g. {option} {example}")
+  _check_seed(args.seed)
+
+
+def _edit_step(option, fn, *fn_args):
+  """Runs one edit; its ValueError becomes one line naming the option."""
+  try:
+    return fn(*fn_args)
+  except ValueError as e:
+    raise UserError(f"{option}: {e}; pass a smaller value") from None
+
+
 def cmd_edit(args):
   from sparse_jax.codec import edit, sjx  # pylint: disable=g-import-not-at-top
-  _check_output_folder(args.output)
+  _check_output(args.output, args.force)
+  if args.export_json:
+    _check_output(args.export_json, args.force)
   _check_distinct(args.input, args.output)
+  _check_edit_values(args)
   events = sjx.read(args.input)
   bits = args.bits or _file_bits(args.input)
   if args.import_json:
@@ -203,6 +253,11 @@ def cmd_edit(args):
       raise UserError(f"{args.import_json}: its metadata (model, rate, hop, window, length) does "
                       f"not match {args.input}; export the table from that file")
     events = table
+  duration = events.duration_seconds
+  if args.shift is not None and abs(args.shift) > duration:
+    raise UserError(f"--shift {args.shift:g}: longer than the file ({duration:.2f} s), every "
+                    f"event would leave it; pass a shift between -{duration:.2f} and "
+                    f"{duration:.2f}")
   rng = np.random.default_rng(args.seed)
   done = []
   try:
@@ -217,7 +272,8 @@ def cmd_edit(args):
       events = edit.shift_times(events, args.shift)
       done.append(f"shifted by {args.shift} s ({before - len(events)} fell outside)")
     if args.scale_gains is not None:
-      events = edit.scale_gains(events, args.scale_gains)
+      events = _edit_step(f"--scale-gains {args.scale_gains:g}", edit.scale_gains, events,
+                          args.scale_gains)
       done.append(f"gains x{args.scale_gains}")
     if args.random_vectors:
       events = edit.random_vectors(events, rng)
@@ -226,7 +282,7 @@ def cmd_edit(args):
       events = edit.random_times(events, rng)
       done.append("random times")
     if args.perturb is not None:
-      events = edit.perturb(events, args.perturb, rng)
+      events = _edit_step(f"--perturb {args.perturb:g}", edit.perturb, events, args.perturb, rng)
       done.append(f"perturbed by {args.perturb}")
   except ValueError as e:
     raise UserError(f"edit {args.input}: {e}") from None
@@ -283,16 +339,28 @@ def cmd_info(args):
 def cmd_report(args):
   from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
   from sparse_jax.codec import report  # pylint: disable=g-import-not-at-top
+  out = args.out
+  parent = os.path.dirname(os.path.abspath(out))
+  if not os.path.isdir(parent):
+    raise UserError(f"--out {out}: its parent folder {parent} does not exist; create it")
+  _check_output_folder(out)  # the parent must take the new folder
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise UserError(f"--out {out} is a file; pass a folder path")
+  if os.path.isdir(out) and os.listdir(out) and not args.force:
+    raise UserError(f"{out}: already exists and is not empty; pass --force (-f) to replace it")
+  _check_seed(args.seed)
+  if args.max_seconds is not None and not (math.isfinite(args.max_seconds)
+                                           and args.max_seconds > 0):
+    raise UserError(f"--max-seconds {args.max_seconds}: must be positive; pass e.g. "
+                    "--max-seconds 10")
   if not os.path.exists(args.input):
     raise UserError(f"{args.input}: no such audio file; check the path")
-  parent = os.path.dirname(os.path.abspath(args.out))
-  if not os.path.isdir(parent):
-    raise UserError(f"--out {args.out}: its parent folder {parent} does not exist; create it")
   codec = load_codec(args.workdir)
   audio = audio_io.load_audio(args.input, codec.sample_rate)
   max_samples = None if args.max_seconds is None else int(args.max_seconds * codec.sample_rate)
   if max_samples is not None and max_samples < 1:
-    raise UserError(f"--max-seconds must be positive, got {args.max_seconds}")
+    raise UserError(f"--max-seconds {args.max_seconds}: must be positive; pass e.g. "
+                    "--max-seconds 10")
   index = report.write_report(audio, codec, args.out, seed=args.seed, max_samples=max_samples,
                               source_name=os.path.basename(args.input))
   print(f"report written: {index}")
@@ -300,6 +368,11 @@ def cmd_report(args):
 
 # ------------------------------------------------------------------------------------------------
 # Parser.
+
+
+def _add_force(p):
+  p.add_argument("-f", "--force", action="store_true",
+                 help="overwrite an existing output (default: refuse)")
 
 
 def _bits(text):
@@ -322,6 +395,7 @@ def register(subparsers, info_name: str = "info"):
                       "below this value (0..1)")
   p.add_argument("--bits", type=_bits, default=8, help="bits per vector value: 8 or 16")
   p.add_argument("--quiet", action="store_true", help="no progress bar")
+  _add_force(p)
   p.set_defaults(fn=cmd_encode)
 
   p = subparsers.add_parser("decode", help=".sjx events -> audio file")
@@ -332,6 +406,7 @@ def register(subparsers, info_name: str = "info"):
                  help="decode even if another checkpoint encoded the file")
   p.add_argument("--float", action="store_true", help="32-bit float .wav (no clipping)")
   p.add_argument("--quiet", action="store_true", help="no progress bar")
+  _add_force(p)
   p.set_defaults(fn=cmd_decode)
 
   p = subparsers.add_parser("edit", help="edit the events of a .sjx file")
@@ -357,6 +432,7 @@ def register(subparsers, info_name: str = "info"):
                  help="take the events from this (hand-edited) table instead of the input's")
   p.add_argument("--bits", type=_bits, default=None,
                  help="bits per vector value of the output (default: the input's)")
+  _add_force(p)
   p.set_defaults(fn=cmd_edit)
 
   p = subparsers.add_parser(info_name, help="summary of a .sjx file, or a config's parameters")
@@ -373,6 +449,7 @@ def register(subparsers, info_name: str = "info"):
   p.add_argument("--seed", type=int, default=0, help="seed of the edit experiments")
   p.add_argument("--max-seconds", type=float, default=None,
                  help="use at most this much of the input (default: 4 model windows)")
+  _add_force(p)
   p.set_defaults(fn=cmd_report)
 
 

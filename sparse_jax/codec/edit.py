@@ -18,6 +18,15 @@ from sparse_jax.errors import UserError
 
 JSON_FORMAT = "sjx-events"
 JSON_VERSION = 1
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _as_float32(values, what):
+  """float64 values cast to float32, or ValueError (not numpy's overflow warning) past its range."""
+  peak = float(np.abs(values).max()) if values.size else 0.0
+  if not peak <= FLOAT32_MAX:  # also catches NaN / inf
+    raise ValueError(f"{what} past the float32 range (largest {peak:.3g} > {FLOAT32_MAX:.3g})")
+  return values.astype(np.float32)
 
 
 def _index_mask(events, indices):
@@ -95,7 +104,8 @@ def perturb(events, scale, rng):
     raise ValueError(f"scale must be finite and >= 0, got {scale}")
   direction_D = rng.standard_normal(events.event_dim)
   direction_D /= np.linalg.norm(direction_D)
-  vectors_ExD = (events.vectors.astype(np.float64) + scale * direction_D).astype(np.float32)
+  vectors_ExD = _as_float32(events.vectors.astype(np.float64) + scale * direction_D,
+                            f"scale {scale:g} moves the vectors")
   return events.replace(vectors=vectors_ExD)
 
 
@@ -130,7 +140,8 @@ def shift_times(events, seconds, indices=None):
   shift by whole frames therefore leaves the offsets bit-exact.
 
   Events moved outside the file, to a frame below 0 or above n_audio_samples // hop, are DROPPED
-  (not clamped: clamping would pile them up audibly at the file's edge).
+  (not clamped: clamping would pile them up audibly at the file's edge); a shift longer than the
+  file drops every moved event (however large: no frame arithmetic overflows).
 
   Args:
     events: the encoded file.
@@ -144,6 +155,9 @@ def shift_times(events, seconds, indices=None):
     raise ValueError(f"seconds must be finite, got {seconds}")
   mask = _index_mask(events, indices)
   shift = seconds * events.sample_rate
+  if not abs(shift) <= events.n_audio_samples + 2 * events.hop:
+    # Every moved event leaves the file; round(shift / hop) could overflow int64 (or be inf).
+    return events.select(~mask)
   whole = round(shift / events.hop)
   rest = shift - whole * events.hop
   frames_E = events.frames.copy()
@@ -171,7 +185,7 @@ def scale_gains(events, factor, indices=None):
   mask = _index_mask(events, indices)
   gains_E = events.gains.astype(np.float64)
   gains_E[mask] *= factor
-  return events.replace(gains=gains_E.astype(np.float32))
+  return events.replace(gains=_as_float32(gains_E, f"factor {factor:g} moves the gains"))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,10 +9,13 @@ Header (53 bytes):
   |-------:|-----:|-------|-------------------|-----------------------------------------------|
   |      0 |    4 | bytes | magic             | `b"SJX\x00"`                                  |
   |      4 |    2 | u16   | version           | 1                                             |
-  |      6 |    4 | u32   | sample_rate       | Hz, > 0                                       |
-  |     10 |    2 | u16   | hop               | samples per STFT frame, > 0                   |
-  |     12 |    4 | u32   | window_samples    | the model's analysis window, > 0              |
-  |     16 |    8 | u64   | n_audio_samples   | length of the original audio                  |
+  |      6 |    4 | u32   | sample_rate       | Hz, in [1000, 2^20]                           |
+  |     10 |    2 | u16   | hop               | samples per STFT frame; splits window_samples |
+  |        |      |       |                   | into at least 2 whole frames                  |
+  |     12 |    4 | u32   | window_samples    | the model's analysis window, a power of two   |
+  |        |      |       |                   | in [2^8, 2^24]                                |
+  |     16 |    8 | u64   | n_audio_samples   | length of the original audio, <= 2^32 - 1 and |
+  |        |      |       |                   | <= last event's frame * hop + 2 windows       |
   |     24 |    2 | u16   | event_dim         | D, > 0                                        |
   |     26 |    2 | u16   | events_per_window | events the encoder takes per window, > 0      |
   |     28 |    4 | u32   | n_events          | E                                             |
@@ -35,6 +38,13 @@ Body (one column per field, events sorted by frame then offset; Q = 2^(bits-1) -
 
 Trailer: u32 CRC32 (zlib) of every byte before it (header and body).
 
+The length is bounded by the events: n_audio_samples may reach at most two windows past the last
+event's frame (two windows in all for a file without events), so a few bytes cannot declare hours
+of audio that `decode` would allocate and write.  The encoder's windows cover the whole input, so
+only a silent tail (or events dropped by an edit) leaves the last event further from the end; the
+writer then adds one silent event (gain 0, zero vector, offset 0) at the last frame, which renders
+nothing and keeps the length readable.
+
 File size = 53 + F + E * (5 + D * bits / 8) + 4 bytes.  A frame gap below 128 frames costs one
 byte, below 16384 two, and so on, so large gaps (silence) cost little.  With the defaults (D = 32,
 8 bits) an event takes about 38 bytes: 32 events per 2^16 samples at 22050 Hz is about 3.3 kbit/s
@@ -43,13 +53,14 @@ byte, below 16384 two, and so on, so large gaps (silence) cost little.  With the
 Error bounds of the quantisation (see `quantisation_error_bound`): a vector value is off by at most
 s / 2, an offset by at most hop / 254 samples, a gain by a relative 2^-11 (float16 rounding).
 
-The reader checks, in order: the magic, the version, the header's plausibility, the file size the
-header declares (truncated / trailing data), the CRC, the body's values, and the model id.  Any
+The reader checks, in order: the magic, the version, the header's plausibility (the ranges in the
+table), the file size the header declares (truncated / trailing data), the CRC, the body's values
+(and the length against the last event), and the model id.  Any
 failure raises UserError naming the file; it never returns partly decoded events.
 """
 import os
 import struct
-import tempfile
+import uuid
 import zlib
 
 import numpy as np
@@ -70,6 +81,15 @@ OFFSET_LEVELS = 127
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 # Frames are at most u64 n_audio_samples // 1; ten 7-bit groups hold 64 bits.
 _MAX_VARINT_BYTES = 10
+# Plausibility of the header (see the table).  The limits are far beyond any model of this project
+# (22050 Hz, hop 64..256, windows 2^14..2^17) but keep every count the reader derives from them
+# (frames, windows, samples) small enough to allocate and inside int64.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 2**20
+MIN_WINDOW_SAMPLES, MAX_WINDOW_SAMPLES = 2**8, 2**24
+# 54 hours at 22050 Hz; decoding it already takes 17 GB of float32.
+MAX_AUDIO_SAMPLES = 2**32 - 1
+# How far past the last event's frame the audio may go, in windows (see the module docstring).
+TAIL_WINDOWS = 2
 
 assert HEADER_BYTES == 53, HEADER_BYTES
 
@@ -86,6 +106,30 @@ def _vector_dtype(bits):
 def _check_bits(bits):
   if bits not in SUPPORTED_BITS:
     raise ValueError(f"bits must be one of {SUPPORTED_BITS}, got {bits!r}")
+
+
+def header_problem(sample_rate, hop, window_samples, n_audio_samples):
+  """What makes these header values implausible (one phrase), or None; shared by writer and reader.
+
+  Only integer comparisons: it runs before anything is allocated.
+  """
+  if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+    return (f"sample_rate {sample_rate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
+  if (not MIN_WINDOW_SAMPLES <= window_samples <= MAX_WINDOW_SAMPLES
+      or window_samples & (window_samples - 1)):
+    return (f"window_samples {window_samples} is not a power of two in [{MIN_WINDOW_SAMPLES}, "
+            f"{MAX_WINDOW_SAMPLES}]")
+  # The streaming encoder needs a first half of at least one frame.
+  if hop < 1 or window_samples % hop or window_samples // hop < 2:
+    return f"hop {hop} does not divide window_samples {window_samples} into at least 2 frames"
+  if n_audio_samples > MAX_AUDIO_SAMPLES:
+    return f"n_audio_samples {n_audio_samples} is more than the format's {MAX_AUDIO_SAMPLES}"
+  return None
+
+
+def max_audio_samples(last_frame, hop, window_samples):
+  """The longest audio a file may declare whose last event starts at `last_frame` (0: no events)."""
+  return int(last_frame) * hop + TAIL_WINDOWS * window_samples
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,8 +260,27 @@ def encoded_size_bytes(n_events, frame_bytes, event_dim, bits):
   return HEADER_BYTES + frame_bytes + n_events * per_event + CRC_BYTES
 
 
+def _mark_the_end(ev):
+  """`ev` (sorted) plus one silent event at the last frame if its length would be refused.
+
+  The reader bounds the length by the last event (see the module docstring); a silent tail is
+  legitimate, so the writer vouches for it with an event that renders nothing (gain 0, like the
+  decoder's own batch padding).  It sorts last: every other event is two windows earlier.
+  """
+  last = int(ev.frames[-1]) if len(ev) else 0
+  if ev.n_audio_samples <= max_audio_samples(last, ev.hop, ev.window_samples):
+    return ev
+  return ev.replace(frames=np.append(ev.frames, ev.max_frame),
+                    offsets=np.append(ev.offsets, np.float32(0)),
+                    gains=np.append(ev.gains, np.float32(0)),
+                    vectors=np.concatenate([ev.vectors, np.zeros((1, ev.event_dim), np.float32)]))
+
+
 def encode_bytes(events, bits=8):
   """Serialises an EventSet to `.sjx` bytes (events stored sorted by frame, then offset).
+
+  A file whose last event is more than two windows before the end of the audio gets one more,
+  silent event at the last frame (see the module docstring), so every file written can be read.
 
   Args:
     events: the EventSet to store.
@@ -225,9 +288,16 @@ def encode_bytes(events, bits=8):
 
   Returns:
     The file contents.
+
+  Raises:
+    ValueError: `bits` is not 8 or 16, or the header would be implausible (see `header_problem`).
   """
   _check_bits(bits)
-  ev = events.sorted()
+  problem = header_problem(events.sample_rate, events.hop, events.window_samples,
+                           events.n_audio_samples)
+  if problem:
+    raise ValueError(f"cannot write a .sjx file: {problem}")
+  ev = _mark_the_end(events.sorted())
   deltas = np.diff(ev.frames, prepend=np.int64(0)) if len(ev) else np.zeros(0, np.int64)
   frame_column = _encode_varints(deltas)
   scales_E = _vector_scales(ev.vectors, bits)
@@ -263,21 +333,24 @@ def write(path, events, bits=8):
   folder = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(folder):
     raise UserError(f"{path}: cannot write: folder {folder} does not exist; create it first")
-  tmp_path = None
+  tmp_path = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}."
+                                  f"{uuid.uuid4().hex[:8]}.tmp")
+  created = False
   try:
-    with tempfile.NamedTemporaryFile(dir=folder, prefix="." + os.path.basename(path) + ".",
-                                     suffix=".tmp", delete=False) as f:
-      tmp_path = f.name
+    # Mode 0666 less the umask, like every other output (tempfile's would be 0600).
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    created = True
+    with os.fdopen(fd, "wb") as f:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp_path, path)
-    tmp_path = None
+    created = False
   except OSError as e:
     raise UserError(
         f"{path}: cannot write: {e.strerror or e}; check the path and permissions") from e
   finally:
-    if tmp_path is not None and os.path.exists(tmp_path):
+    if created and os.path.exists(tmp_path):
       os.unlink(tmp_path)
 
 
@@ -342,6 +415,9 @@ def decode_bytes(data, expected_model_id=None, name="<bytes>"):
       fail(f"corrupt header: {field} is 0", reencode)
   if bits not in SUPPORTED_BITS:
     fail(f"corrupt header: {bits} bits per value (only 8 or 16 exist)", reencode)
+  problem = header_problem(sample_rate, hop, window_samples, n_audio_samples)
+  if problem:
+    fail(f"corrupt header: {problem}", reencode)
   if frame_bytes < n_events or frame_bytes > n_events * _MAX_VARINT_BYTES:
     fail(f"corrupt header: {frame_bytes} frame bytes cannot hold {n_events} frames", reencode)
 
@@ -381,9 +457,14 @@ def decode_bytes(data, expected_model_id=None, name="<bytes>"):
     fail("corrupt: quantised values outside their range", reencode)
   # Frames are cumulative sums of deltas; an unsigned wrap-around would make them decrease.
   frames = np.cumsum(deltas, dtype=np.uint64)
-  max_frame = min(n_audio_samples // hop, np.iinfo(np.int64).max)
+  max_frame = n_audio_samples // hop  # < 2^32: the header check bounds n_audio_samples
   if n_events and (np.any(frames[1:] < frames[:-1]) or int(frames[-1]) > max_frame):
     fail(f"corrupt: event frames beyond the end of the audio (frame {max_frame})", reencode)
+  # Before anything the length sizes is allocated (the EventSet, `info`'s windows, the decode).
+  limit = max_audio_samples(frames[-1] if n_events else 0, hop, window_samples)
+  if n_audio_samples > limit:
+    fail(f"corrupt header: n_audio_samples {n_audio_samples} reaches past its events (at most "
+         f"{limit}: the last event's frame times hop plus {TAIL_WINDOWS} windows)", reencode)
 
   try:
     events = events_lib.EventSet(
