@@ -54,10 +54,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.room_seed = 0
   c.model.fine_positioning = True  # sub-hop shift of +-1 hop from an MLP head
   c.model.init_scale = 0.02        # U(-s, s) for dense weights, as the paper's initialiser
+  c.model.fan_in_init = False      # True: hidden layers U(+-sqrt(3 / fan_in)) instead
+  c.model.vector_norm = "none"     # 'unit': candidate vectors at unit RMS; 'centred': centred
+                                   # over the window's first-half frames, then unit RMS
   c.model.remat = True             # jax.checkpoint the scan body: memory O(1) in the step count
+  c.model.gain_trains_stack = True  # False: the gain's gradient trains only the switch head
 
   c.loss = ml_collections.ConfigDict()
   c.loss.ramp_exponent = 8.0       # target weight on the second half: linspace(1, 0) ** this
+  # 'sum': the paper's ||T_w - sum_j C_j||_1 - ||T_w||_1, every event's gradient sees the final
+  # residual.  'per_step': the same value, each event scored against the residual it was chosen
+  # from (matching pursuit's criterion; see losses.py).
+  c.loss.energy_objective = "sum"
   c.loss.adversarial = True
   c.loss.adversarial_weight = 1000.0
   c.loss.event_drop_prob = 0.5     # each event dropped before the discriminator's mix

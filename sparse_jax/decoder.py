@@ -11,7 +11,7 @@ import numpy as np
 from flax import nnx
 
 from sparse_jax import rooms, signal, synth
-from sparse_jax.encoder import uniform_init
+from sparse_jax.encoder import trunk_scale, uniform_init
 
 
 class RoomBank(nnx.Variable):
@@ -52,11 +52,15 @@ class MultiHeadMLP(nnx.Module):
     u = uniform_init(s)
     self.names = tuple(sizes)
     self.shapes = nnx.static({k: tuple(v) for k, v in sizes.items()})
-    self.w_in = nnx.Param(u(rngs.params(), (n, d, m)))
+    # The first layer's scale sets how loudly the event vector speaks against the heads' biases.
+    # The trunk may start variance-preserving (`fan_in_init`); the output layers keep the paper's
+    # scale, which the tables' post-processing (sigmoids, softmaxes) was designed around.
+    self.w_in = nnx.Param(uniform_init(trunk_scale(cfg, d))(rngs.params(), (n, d, m)))
     self.b_in = nnx.Param(jnp.zeros((n, m)))
-    self.w1 = nnx.Param(u(rngs.params(), (cfg.mlp_blocks, n, m, m)))
+    u_trunk = uniform_init(trunk_scale(cfg, m))
+    self.w1 = nnx.Param(u_trunk(rngs.params(), (cfg.mlp_blocks, n, m, m)))
     self.b1 = nnx.Param(jnp.zeros((cfg.mlp_blocks, n, m)))
-    self.w2 = nnx.Param(u(rngs.params(), (cfg.mlp_blocks, n, m, m)))
+    self.w2 = nnx.Param(u_trunk(rngs.params(), (cfg.mlp_blocks, n, m, m)))
     self.b2 = nnx.Param(jnp.zeros((cfg.mlp_blocks, n, m)))
     # LayerNorm scale starts at 1 (the paper's blanket U(+-0.02) init also hit these, which
     # starts every head near silence; a likely cause of the collapse to silence it reports).

@@ -20,6 +20,18 @@ def uniform_init(scale: float):
   return init
 
 
+def trunk_scale(cfg, fan_in: int) -> float:
+  """The U(-s, s) bound of a hidden layer's weights: the paper's `init_scale`, or with
+  `fan_in_init` the variance-preserving sqrt(3 / fan_in).
+
+  Why it matters: at s = 0.02 a layer's outputs are ~1e-2 of its inputs, and Adam moves every bias
+  by about the learning rate per step, in the same direction for every frame or event.  Within
+  tens of steps the biases outweigh what the input contributes, every frame's features point the
+  same way, and so do the event vectors (the collapse measured in the README's ablation).
+  """
+  return (3.0 / fan_in) ** 0.5 if cfg.get("fan_in_init", False) else cfg.init_scale
+
+
 def dense(rngs: nnx.Rngs, d_in: int, d_out: int, scale: float, use_bias: bool = True) -> nnx.Linear:
   """A dense layer with the paper's U(-scale, scale) weights and zero bias."""
   return nnx.Linear(d_in, d_out, use_bias=use_bias, kernel_init=uniform_init(scale),
@@ -67,11 +79,20 @@ class Encoder(nnx.Module):
     ch = cfg.encoder_channels
     self.n_frames = cfg.n_samples // cfg.hop
     self.dilations = tuple(cfg.dilations)
-    self.proj = dense(rngs, n_bins, ch, cfg.init_scale)
+    self.proj = dense(rngs, n_bins, ch, trunk_scale(cfg, n_bins))
     self.blocks = nnx.List([GatedDilatedBlock(ch, d, rngs) for d in self.dilations])
-    self.ff = dense(rngs, ch, ch, cfg.init_scale)
-    self.to_vectors = dense(rngs, ch, cfg.event_dim, cfg.init_scale)
+    self.ff = dense(rngs, ch, ch, trunk_scale(cfg, ch))
+    self.to_vectors = dense(rngs, ch, cfg.event_dim, trunk_scale(cfg, ch))
+    # The switch keeps the small scale either way: events start quiet and the loss makes them loud.
     self.to_switch = dense(rngs, ch, 1, cfg.init_scale)
+    # Whether the gain's gradient trains the stack (the paper) or only the switch head.
+    self.gain_trains_stack = bool(cfg.get("gain_trains_stack", True))
+    # 'none' (the paper), 'unit': each candidate vector scaled to unit RMS (the decoder reads only
+    # its direction), 'centred': first centred over the window's first-half frames, then unit RMS.
+    self.vector_norm = cfg.get("vector_norm", "none")
+    # 'linear' (the paper): |STFT| as it is.  'log_centred': log |STFT| minus each bin's mean
+    # over the window, so no input direction is shared by every frame (see `__call__`).
+    self.input_scale = cfg.get("encoder_input", "linear")
 
   def frames_needed(self) -> list[int]:
     """Frames each layer must output so that the first-half outputs are exact.
@@ -89,12 +110,29 @@ class Encoder(nnx.Module):
   def __call__(self, spec_BxFxN: jax.Array):
     """Returns vectors (B, N/2, D) and switch logits (B, N/2) for the first-half frames."""
     h = self.features(spec_BxFxN)
-    return self.to_vectors(h), self.to_switch(h)[..., 0]
+    # The gain's gradient says "louder where it is loud" for every event alike; through a shared
+    # stack it can align every frame's features with loudness (see the README's ablation).
+    h_switch = h if self.gain_trains_stack else jax.lax.stop_gradient(h)
+    vectors = self.to_vectors(h)
+    if self.vector_norm == "centred":
+      vectors = vectors - vectors.mean(axis=1, keepdims=True)
+    if self.vector_norm in ("unit", "centred"):
+      # At the paper's U(+-0.02) scales a raw vector has norm ~1e-2, below what one Adam step
+      # moves the decoder's biases: every event would decode alike (see the README's ablation).
+      vectors = unit_norm(vectors) * vectors.shape[-1] ** 0.5
+    return vectors, self.to_switch(h_switch)[..., 0]
 
   def features(self, spec_BxFxN: jax.Array) -> jax.Array:
     """The stack's output (B, N/2, C) for the first-half frames, which both heads read."""
     half = self.n_frames // 2
     needed = self.frames_needed()
+    if self.input_scale == "log_centred":
+      # Every |STFT| frame is positive and dominated by the loud bins, so the frames share one
+      # direction (the window's average spectrum, scaled by level); a sign-like optimiser step on
+      # such inputs moves every frame's features the same way.  Centring log magnitudes per bin
+      # removes that shared direction (and the level, which the gain carries).
+      log_spec = jnp.log(jax.nn.relu(spec_BxFxN) + 1e-4)  # the residual may dip below 0
+      spec_BxFxN = log_spec - log_spec.mean(axis=-1, keepdims=True)
     x = jnp.swapaxes(spec_BxFxN[:, :, :min(needed[0], self.n_frames)], 1, 2)
     x = self.proj(x)
     skips = 0.0

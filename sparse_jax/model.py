@@ -40,16 +40,25 @@ class Decomposition:
   residual_BxFxN: jax.Array     # the residual after the last step (detached)
   residual_l1_BxE: jax.Array    # first-half L1 of the residual after each step
   residuals_BxExFxN: jax.Array | None = None  # every step's residual, when asked for
+  # Per step j, ||R_j-1 - C_j||_1 - ||R_j-1||_1 against the weighted target's residual R (detached
+  # after each step), when a target is given: each event scored on what was left when it was chosen.
+  step_removal_BxE: jax.Array | None = None
 
 
 def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
-              keep_residuals: bool = False, n_events: int | None = None) -> Decomposition:
-  """Runs the removal loop on magnitude spectrograms (B, F, N) of windows of cfg.n_samples."""
+              keep_residuals: bool = False, n_events: int | None = None,
+              target_spec_BxFxN: jax.Array | None = None) -> Decomposition:
+  """Runs the removal loop on magnitude spectrograms (B, F, N) of windows of cfg.n_samples.
+
+  With `target_spec_BxFxN` (the loss's weighted target), it also scores each step against the
+  target's residual at that step (`step_removal_BxE`).
+  """
   n_events = n_events or cfg.n_events
   half = (cfg.n_samples // cfg.hop) // 2
+  per_step = target_spec_BxFxN is not None
 
   def step(carry, _):
-    residual, spec_sum = carry
+    residual, spec_sum, target_residual = carry
     vectors, switch = model.encoder(residual)
     vector, frame, gain = choose_event(vectors, switch)
     audio_BxT, fine = model.decoder(vector, frame, gain)
@@ -57,23 +66,29 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
     residual = jax.lax.stop_gradient(residual - event_spec)
     out = dict(vector=vector, frame=frame, gain=gain, fine=fine, audio=audio_BxT,
                residual_l1=jnp.abs(residual[:, :, :half]).sum((1, 2)))
+    if per_step:
+      out["step_removal"] = (jnp.abs(target_residual - event_spec).sum((1, 2))
+                             - jnp.abs(target_residual).sum((1, 2)))
+      target_residual = jax.lax.stop_gradient(target_residual - event_spec)
     if keep_residuals:
       out["residual"] = residual
-    return (residual, spec_sum + event_spec), out
+    return (residual, spec_sum + event_spec, target_residual), out
 
   # Remat keeps the matmul outputs (the encoder's convolutions, 90% of the FLOPs) and recomputes
   # the cheap elementwise and FFT work: the backward pass no longer reruns the encoder, for about
   # 1 GB more at the default size and batch 2.
   body = jax.checkpoint(step, policy=_save_real_matmuls) if cfg.remat else step
-  init = (jax.lax.stop_gradient(spec_BxFxN), jnp.zeros_like(spec_BxFxN))
-  (residual, spec_sum), outs = jax.lax.scan(body, init, None, length=n_events)
+  init = (jax.lax.stop_gradient(spec_BxFxN), jnp.zeros_like(spec_BxFxN),
+          jax.lax.stop_gradient(target_spec_BxFxN) if per_step else jnp.zeros(()))
+  (residual, spec_sum, _), outs = jax.lax.scan(body, init, None, length=n_events)
   swap = lambda x: jnp.swapaxes(x, 0, 1)
   return Decomposition(
       vectors_BxExD=swap(outs["vector"]), frames_BxE=swap(outs["frame"]),
       gains_BxE=swap(outs["gain"]), fine_BxE=swap(outs["fine"]),
       events_BxExT=swap(outs["audio"]), spec_sum_BxFxN=spec_sum, residual_BxFxN=residual,
       residual_l1_BxE=swap(outs["residual_l1"]),
-      residuals_BxExFxN=swap(outs["residual"]) if keep_residuals else None)
+      residuals_BxExFxN=swap(outs["residual"]) if keep_residuals else None,
+      step_removal_BxE=swap(outs["step_removal"]) if per_step else None)
 
 
 def _save_real_matmuls(prim, *avals, **params) -> bool:

@@ -20,6 +20,7 @@ The first two are pure `jnp` and run inside the jitted train step; the rest run 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
 from sparse_jax.signal import unit_norm
 
@@ -36,9 +37,20 @@ HEAD_TABLES = {
 }
 
 
+def _replicated(x_NxD: jax.Array) -> jax.Array:
+  """The whole set on every device.  Inside the sharded train step the events arrive split over
+  the batch axis, and both figures mix every pair of rows (an SVD, an N x N product)."""
+  x = jnp.asarray(x_NxD, jnp.float32)
+  sharding = jax.typeof(x).sharding
+  mesh = getattr(sharding, "mesh", None)
+  if mesh is None or mesh.empty or all(axis is None for axis in sharding.spec):
+    return x
+  return jax.sharding.reshard(x, PartitionSpec())
+
+
 def effective_rank(vectors_NxD: jax.Array) -> jax.Array:
   """exp(entropy of the normalised singular values of the centred vectors), in [1, D]."""
-  x = jnp.asarray(vectors_NxD, jnp.float32)
+  x = _replicated(vectors_NxD)
   s = jnp.linalg.svd(x - x.mean(0), compute_uv=False)
   p = s / jnp.maximum(s.sum(), 1e-30)
   entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
@@ -47,7 +59,7 @@ def effective_rank(vectors_NxD: jax.Array) -> jax.Array:
 
 def mean_abs_cosine(vectors_NxD: jax.Array) -> jax.Array:
   """Mean |cosine| over the N (N - 1) ordered pairs of different vectors (zero vectors count 0)."""
-  x = jnp.asarray(vectors_NxD, jnp.float32)
+  x = _replicated(vectors_NxD)
   n = x.shape[0]
   unit = unit_norm(x)
   cos = jnp.abs(unit @ unit.T)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from sparse_jax import losses, rooms
+from sparse_jax import losses, representation, rooms
 from sparse_jax.discriminator import Discriminator
 from sparse_jax.model import SparseCodec, encode_audio
 
@@ -100,9 +100,12 @@ def merge_generator(graphs: Graphs, g_params) -> SparseCodec:
 def generator_forward(graphs: Graphs, g_params, d_params, batch_BxT, rng, cfg):
   """Generator loss and what the discriminator step needs.  Returns (loss, aux)."""
   model = merge_generator(graphs, g_params)
-  dec = encode_audio(model, batch_BxT, cfg.model)
   target = losses.weighted_target_spec(batch_BxT, cfg.model, cfg.loss.ramp_exponent)
-  energy = losses.energy_removal_loss(target, dec.spec_sum_BxFxN)
+  per_step = cfg.loss.get("energy_objective", "sum") == "per_step"  # older runs: "sum"
+  dec = encode_audio(model, batch_BxT, cfg.model, target_spec_BxFxN=target if per_step else None)
+  # Both objectives have the same value; they differ in what each event's gradient sees.
+  energy = (dec.step_removal_BxE.sum() if per_step
+            else losses.energy_removal_loss(target, dec.spec_sum_BxFxN))
   first_half_l1 = jnp.abs(target[:, :, :target.shape[-1] // 2]).sum((1, 2))
   metrics = {
       "energy_loss": energy,
@@ -110,6 +113,10 @@ def generator_forward(graphs: Graphs, g_params, d_params, batch_BxT, rng, cfg):
       "mean_gain": jnp.mean(dec.gains_BxE),
       "silent_events": jnp.mean((dec.gains_BxE <= 0).astype(jnp.float32)),
   }
+  # Representation health of this batch's B * E events (a collapse shows here first).
+  vectors_NxD = jax.lax.stop_gradient(dec.vectors_BxExD).reshape(-1, dec.vectors_BxExD.shape[-1])
+  metrics["effective_rank"] = representation.effective_rank(vectors_NxD)
+  metrics["mean_abs_cosine"] = representation.mean_abs_cosine(vectors_NxD)
   loss = energy
   fake_mix = None
   if cfg.loss.adversarial:

@@ -90,6 +90,47 @@ def test_energy_loss_telescopes_to_the_sorted_greedy_sum():
   assert float(got) == pytest.approx(want, rel=1e-5)
 
 
+def test_per_step_objective_scores_each_event_on_its_own_residual(tiny, batch):
+  cfg, graphs, state = tiny
+  m = cfg.model
+  target = losses.weighted_target_spec(batch[:2], m, cfg.loss.ramp_exponent)
+
+  @jax.jit
+  def run(g_params):
+    model = train_step.merge_generator(graphs, g_params)
+    return encode_audio(model, batch[:2], m, target_spec_BxFxN=target)
+
+  d = run(state.g_params)
+  # The numpy reference: matching pursuit's running residual of the weighted target.
+  event_specs = np.asarray(signal.stft_magnitude(d.events_BxExT, m.window, m.hop), np.float64)
+  r = np.asarray(target, np.float64)
+  for j in range(m.n_events):
+    want = np.abs(r - event_specs[:, j]).sum((1, 2)) - np.abs(r).sum((1, 2))
+    np.testing.assert_allclose(d.step_removal_BxE[:, j], want, rtol=1e-4, atol=1e-3)
+    r = r - event_specs[:, j]
+  # Its total is the paper's loss (the sum telescopes) ...
+  paper = losses.energy_removal_loss(target, d.spec_sum_BxFxN)
+  assert float(d.step_removal_BxE.sum()) == pytest.approx(float(paper), rel=1e-4, abs=1e-3)
+  # ... but its gradient is not: each event's gradient sees its own step's residual.
+  grad = lambda objective: jax.grad(lambda p: train_step.generator_forward(
+      graphs, p, state.d_params, batch[:2], jax.random.key(0), _with_objective(cfg, objective))[
+          1][0]["energy_loss"])(state.g_params)
+  g_sum, g_step = grad("sum"), grad("per_step")
+  diff = optax_norm(jax.tree.map(jnp.subtract, g_sum, g_step))
+  assert diff > 1e-3 * optax_norm(g_sum)
+
+
+def _with_objective(cfg, objective):
+  cfg = cfg.copy_and_resolve_references()
+  cfg.loss.adversarial = False
+  cfg.loss.energy_objective = objective
+  return cfg
+
+
+def optax_norm(tree):
+  return float(jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree.leaves(tree))))
+
+
 def test_drop_events_keeps_about_half_and_is_a_subset_sum():
   events = jnp.ones((64, 32, 8)) * jnp.arange(32.0)[None, :, None]
   mix = np.asarray(losses.drop_events(events, jax.random.key(0), 0.5))

@@ -71,3 +71,15 @@ def test_summarize_leaves_silent_events_out_and_counts_first_frames():
   assert out["effective_rank"] == pytest.approx(float(rep.effective_rank(vectors[:8])))
   assert "tables" not in out and "centroid_spread_octaves" not in out
   assert rep.summarize(vectors[:1], frames[:1], gains[:1]) == {"events": 1, "silent_events": 0}
+
+
+def test_figures_are_the_same_on_a_batch_sharded_array():
+  # Inside the train step the events are split over the ('data',) mesh axis.
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  x = jax.random.normal(jax.random.key(0), (64, 16))
+  mesh = jax.make_mesh((jax.device_count(),), ("data",),
+                       axis_types=(jax.sharding.AxisType.Explicit,))
+  figures = jax.jit(lambda v: (rep.effective_rank(v), rep.mean_abs_cosine(v)))
+  with jax.set_mesh(mesh):
+    sharded = figures(jax.device_put(x, NamedSharding(mesh, P("data"))))
+  np.testing.assert_allclose(sharded, figures(x), rtol=1e-5)
