@@ -16,6 +16,15 @@ _UNTRAINED = flags.DEFINE_bool("compare_untrained", True, "Also evaluate a fresh
 flags.mark_flags_as_required(["workdir"])
 
 
+def parse_flags(argv):
+  """absl's flag parsing, with a mistake reported as one `error:` line and status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {str(e).rstrip('. ')}; see python eval.py --helpshort", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -32,4 +41,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -4,9 +4,11 @@ r"""Trains the sparse codec.
   python train.py --config configs/musicnet.py --workdir runs/musicnet \
       --config.data.root=/data/musicnet
   python train.py --config configs/musicnet.py:paper ... --distributed   # Cloud TPU VM pods
+  python train.py ... --coordinator_address=HOST0:PORT --num_processes=2 --process_id=0  # and =1
 
 Rerunning the same command resumes from the last checkpoint in --workdir.
 """
+import re
 import sys
 
 from absl import app, flags, logging
@@ -17,7 +19,67 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, config and metrics go.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
                                  "Call jax.distributed.initialize() (multi-host pods).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None,
+    "host:port that process 0 serves the run's coordination on (several processes without a "
+    "pod's auto-detection; with --num_processes and --process_id).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "Number of processes of a multi-process run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "This process's index in [0, --num_processes).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _fail(message: str):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _config_spec(argv) -> str | None:
+  """The value of --config in argv ('FILE.py' or 'FILE.py:PRESET')."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(("--config=", "-config=")):
+      return arg.split("=", 1)[1]
+    if arg in ("--config", "-config") and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _unknown_override_message(argv) -> str | None:
+  """One line naming a --config.X override whose field the config lacks, with a suggestion."""
+  from sparse_jax import training
+  spec = _config_spec(argv)
+  if spec is None:
+    return None
+  cfg = flags.FLAGS["config"].parser.parse(spec)
+  for arg in argv:
+    match = re.match(r"^--?(?:no)?config\.([^=]+)", arg)
+    if match:
+      message = training.unknown_config_field(cfg, match.group(1), spec)
+      if message:
+        return message
+  return None
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with every mistake reported as one `error:` line and status 2."""
+  try:
+    args = flags.FLAGS(argv)
+  except flags.Error as e:  # a bad value, an unknown or missing flag, a config that raised
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    # A config file's own exception arrives as a traceback: its last line says what is wrong.
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+    _fail(f"{text.rstrip('. ')}; see python train.py --helpshort")
+  except (KeyError, AttributeError) as e:
+    # ml_collections raises these from inside parsing for an override naming no config field;
+    # the message it builds spans lines and does not say which flag.
+    _fail(_unknown_override_message(argv) or str(e).splitlines()[0])
+  try:
+    _CONFIG.value.keys()  # a config file that failed to load raises only when first used
+  except OSError as e:
+    reason = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
+    _fail(f"--config {_config_spec(argv)}: cannot load it ({reason}); check the path")
+  return args
 
 
 def main(argv):
@@ -27,14 +89,24 @@ def main(argv):
   import jax
   from sparse_jax import training
   from sparse_jax.errors import UserError
-  if _DISTRIBUTED.value:
-    jax.distributed.initialize()
   try:
+    explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    if any(v is not None for v in explicit):
+      if any(v is None for v in explicit):
+        raise UserError("--coordinator_address, --num_processes and --process_id go together: "
+                        "pass all three (the same address and count to every process)")
+      if not 0 <= _PROCESS_ID.value < _NUM_PROCESSES.value:
+        raise UserError(f"--process_id={_PROCESS_ID.value} must be in [0, --num_processes="
+                        f"{_NUM_PROCESSES.value})")
+      jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                                 num_processes=_NUM_PROCESSES.value,
+                                 process_id=_PROCESS_ID.value)
+    elif _DISTRIBUTED.value:
+      jax.distributed.initialize()  # the pod's own description of its hosts
     training.train_and_evaluate(_CONFIG.value, _WORKDIR.value, log=training.log_to_stderr)
   except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    _fail(str(e))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

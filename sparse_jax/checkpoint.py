@@ -4,10 +4,16 @@ A workdir holds `config.json` (everything needed to rebuild the model) and `chec
 written by an Orbax `CheckpointManager` with `StandardSave` / `StandardRestore`.  The saved tree
 is the whole `TrainState` (step, both players' parameters and optimiser states, the RNG) plus the
 data position, so a restarted run resumes exactly.
+
+A checkpoint that no longer restores (a file cut short by a full disk or a killed copy) does not
+end a run: training and evaluation fall back to the newest one that restores, and training moves
+the damaged one to `checkpoints_damaged/<step>` (kept for inspection, out of Orbax's sight).
 """
 import hashlib
 import json
 import os
+import re
+import sys
 
 import jax
 import ml_collections
@@ -18,6 +24,11 @@ from sparse_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+DAMAGED_DIR = "checkpoints_damaged"
+
+# What a damaged or foreign checkpoint raises underneath: missing files (OSError), TensorStore's
+# byte-range and format errors and JSON errors (ValueError), missing tree keys (KeyError).
+_DAMAGE_TYPES = (OSError, ValueError, KeyError, EOFError)
 
 
 def save_config(workdir: str, cfg) -> None:
@@ -51,12 +62,94 @@ def model_id(cfg, step: int) -> bytes:
   return hashlib.sha256(text.encode()).digest()[:16]
 
 
+def damage_reason(error: BaseException) -> str | None:
+  """One clean line saying why a restore failed, or None if `error` is not about the files.
+
+  Orbax wraps TensorStore's read errors in a bare `Exception` whose message embeds a bound
+  method's repr and a multi-line spec; the innermost damage-type cause names the problem
+  ("OUT_OF_RANGE: ... byte range ... is not valid for value of size N").  Anything else (a
+  TypeError, say) is a programming error and must propagate with its traceback.
+  """
+  wrapped = type(error) is Exception  # pylint: disable=unidiomatic-typecheck
+  if not (wrapped or isinstance(error, _DAMAGE_TYPES)):
+    return None
+  chain, e = [], error
+  while e is not None and not any(e is c for c in chain):
+    chain.append(e)
+    e = e.__cause__ or e.__context__
+  causes = [c for c in chain if isinstance(c, _DAMAGE_TYPES)]
+  if not causes:
+    return None
+  root = causes[-1]
+  text = (str(root).strip().splitlines() or [""])[0].split(" See full TensorStore details")[0]
+  text = re.sub(r' in OCDBT database at local file "[^"]*"', "", text)  # the caller names it
+  if len(text) > 200:
+    text = text[:197] + "..."
+  return f"{type(root).__name__}: {text}"
+
+
+# A failed restore leaves TensorStore reads in flight on an event loop Orbax has closed: when
+# they finish they report "Event loop is closed", and their abandoned coroutines report again
+# when collected (often at exit, as dozens of tracebacks).  Both go to sys.unraisablehook; once a
+# restore has failed, that noise is dropped and everything else passes through.
+_restore_failed = False
+_hook_installed = False
+
+
+def _is_abandoned_read_noise(unraisable) -> bool:
+  exc = unraisable.exc_value
+  if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+    return True
+  code = getattr(unraisable.object, "cr_code", None)
+  return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
+
+
+def _install_quiet_hook() -> None:
+  global _hook_installed
+  if _hook_installed:
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if _restore_failed and _is_abandoned_read_noise(unraisable):
+      return
+    previous(unraisable)
+
+  sys.unraisablehook = hook
+  _hook_installed = True
+
+
+def _sync(name: str) -> None:
+  """A barrier over every process (none needed, and none possible, in a single process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+class _Unrestorable(Exception):
+  """A checkpoint whose files do not restore into the expected tree."""
+
+  def __init__(self, step: int, reason: str):
+    super().__init__(f"checkpoint {step}: {reason}")
+    self.step, self.reason = step, reason
+
+
 class Checkpointer:
   """Saves every `every` steps (and when asked), keeps the last `keep`, restores the latest."""
 
-  def __init__(self, workdir: str, keep: int = 3, every: int = 1):
+  def __init__(self, workdir: str, keep: int = 3, every: int = 1, sharding=None):
+    """Args:
+      workdir: the run's folder; checkpoints go to workdir/checkpoints/<step>.
+      keep: how many to keep.
+      every: save() saves only steps that are multiples of this (unless forced).
+      sharding: where restored arrays are placed (default: this process's first device).  A
+        training run passes its replicated mesh sharding.  Naming it, rather than reusing the
+        saved one, lets a checkpoint restore on another topology: one written by two processes
+        restores in one, and the other way round.
+    """
     self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
     self.every = every
+    self.sharding = sharding
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            save_interval_steps=1)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
@@ -70,19 +163,92 @@ class Checkpointer:
     saved = self.manager.save(step, args=ocp.args.StandardSave(tree), force=force)
     return bool(saved)
 
+  def _restore(self, step: int, abstract_tree):
+    """The tree of `step`; _Unrestorable if its files are damaged or from another config."""
+    global _restore_failed
+    sharding = self.sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def target_of(leaf):
+      if isinstance(leaf, jax.ShapeDtypeStruct):  # a jax array's shape: placed on `sharding`
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding or sharding)
+      return ocp.utils.to_shape_dtype_struct(leaf)  # a numpy value stays one
+
+    target = jax.tree.map(target_of, abstract_tree)
+    _install_quiet_hook()
+    try:
+      return self.manager.restore(step, args=ocp.args.StandardRestore(target))
+    except Exception as e:  # pylint: disable=broad-except
+      reason = damage_reason(e)
+      if reason is None:
+        raise
+      _restore_failed = True
+      raise _Unrestorable(step, reason) from None
+
   def restore(self, abstract_tree, step: int | None = None):
-    """Restores into the structure (and shardings) of `abstract_tree`."""
+    """Restores `step` (default: the latest) into the structure (and shardings) of `abstract_tree`.
+
+    Raises:
+      UserError: no checkpoint, or this one does not restore.
+    """
     step = self.latest_step() if step is None else step
     if step is None:
       raise UserError(f"no checkpoint in {self.directory}: train first, or pass the right "
                       "--workdir")
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_tree)
     try:
-      return self.manager.restore(step, args=ocp.args.StandardRestore(target))
-    except (FileNotFoundError, ValueError, KeyError) as e:
-      raise UserError(f"checkpoint {step} in {self.directory} cannot be restored "
-                      f"({type(e).__name__}: {str(e).splitlines()[0][:200]}): it is corrupt or "
-                      "from another config; delete it or use its own workdir") from None
+      return self._restore(step, abstract_tree)
+    except _Unrestorable as e:
+      raise UserError(f"checkpoint {step} in {self.directory} is damaged or from another config "
+                      f"({e.reason}): rerun train.py on this workdir to set a damaged one aside, "
+                      "or use the workdir of this config") from None
+
+  def restore_newest_good(self, abstract_tree, set_aside: bool):
+    """The newest checkpoint that restores, trying older ones while the newer are damaged.
+
+    Args:
+      abstract_tree: the structure to restore into.
+      set_aside: move the damaged checkpoints newer than the restored one to
+        workdir/checkpoints_damaged/ (only a training run, which owns the folder, does).
+
+    Returns:
+      None if there is no checkpoint, else (step, tree, note): note is one line naming the
+      damaged checkpoints skipped (and where they went), None if the newest restored.
+
+    Raises:
+      UserError: no checkpoint restores.  Nothing is moved then: when every one fails, a
+        different config is a likelier cause than damage.
+    """
+    failures = []
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        tree = self._restore(step, abstract_tree)
+      except _Unrestorable as e:
+        failures.append(e)
+        continue
+      return step, tree, self._skip(failures, set_aside) if failures else None
+    if not failures:
+      return None
+    raise UserError(f"no checkpoint in {self.directory} restores (newest, {failures[0].step}: "
+                    f"{failures[0].reason}): they are damaged or from another config; pass the "
+                    "config they were trained with, or move the folder aside to train afresh")
+
+  def _skip(self, failures, set_aside: bool) -> str:
+    """Sets the damaged checkpoints aside (if asked) and says so in one line."""
+    steps = ", ".join(str(f.step) for f in failures)
+    note = (f"checkpoint{'s' if len(failures) > 1 else ''} {steps} in {self.directory} "
+            f"{'are' if len(failures) > 1 else 'is'} damaged ({failures[0].reason})")
+    if not set_aside:
+      return note
+    aside = os.path.join(os.path.dirname(self.directory), DAMAGED_DIR)
+    # Names first, while no process has moved anything, so every process reports the same ones.
+    moved = [_free_name(aside, str(f.step)) for f in failures]
+    _sync("sparse_jax_before_set_aside")  # every process is done reading them
+    if jax.process_index() == 0:
+      os.makedirs(aside, exist_ok=True)
+      for f, dst in zip(failures, moved):
+        os.replace(os.path.join(self.directory, str(f.step)), dst)
+    _sync("sparse_jax_after_set_aside")
+    self.manager.reload()  # its cached step list still holds the moved ones
+    return f"{note}; moved to {', '.join(moved)}"
 
   def wait(self):
     self.manager.wait_until_finished()
@@ -92,8 +258,25 @@ class Checkpointer:
     self.manager.close()
 
 
-def restore_train_state(workdir: str, step: int | None = None):
+def _free_name(folder: str, name: str) -> str:
+  """folder/name, or folder/name.N for the first N not taken (a step damaged twice keeps both)."""
+  path, n = os.path.join(folder, name), 0
+  while os.path.exists(path):
+    n += 1
+    path = os.path.join(folder, f"{name}.{n}")
+  return path
+
+
+def restore_train_state(workdir: str, step: int | None = None, log=None):
   """Config, graphs and the latest TrainState of a workdir (for eval and the codec tool).
+
+  Args:
+    workdir: a training run's workdir.
+    step: the checkpoint to restore (default: the latest).
+    log: if given (and no step is), a damaged latest checkpoint is reported through it and the
+      newest one that restores is used instead; the folder is left as it is (train.py sets
+      damaged checkpoints aside).  The codec passes none: it names its model by checkpoint, so
+      a damaged one is an error rather than a silent change of model.
 
   Returns:
     (cfg, graphs, state, extra) where extra holds the data position and model id.
@@ -104,9 +287,21 @@ def restore_train_state(workdir: str, step: int | None = None):
     raise UserError(f"no checkpoints in {workdir!r}: train first (python train.py ... "
                     f"--workdir {workdir})")
   graphs, abstract = train_step.abstract_train_state(cfg)
+  tree = {"state": abstract, "data_step": np.zeros((), np.int64)}
   ckpt = Checkpointer(workdir)
-  restored = ckpt.restore({"state": abstract, "data_step": np.zeros((), np.int64)}, step)
-  ckpt.close()
+  try:
+    if step is None and log is not None:
+      found = ckpt.restore_newest_good(tree, set_aside=False)
+      if found is None:
+        raise UserError(f"no checkpoint in {ckpt.directory}: train first, or pass the right "
+                        "--workdir")
+      step, restored, note = found
+      if note:
+        log(f"{note}; using step {step}, the newest that restores")
+    else:
+      restored = ckpt.restore(tree, step)
+  finally:
+    ckpt.close()
   state = restored["state"]
   extra = {"data_step": int(restored["data_step"]),
            "model_id": model_id(cfg, int(state.step))}

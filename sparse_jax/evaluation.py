@@ -110,7 +110,7 @@ def plot_curves(path: str, results: dict, title: str) -> None:
 def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
              compare_untrained: bool = True, log=print) -> dict:
   """Evaluates a workdir's latest checkpoint; writes workdir/eval/metrics.json and curve.png."""
-  cfg, graphs, state, extra = checkpoint.restore_train_state(workdir)
+  cfg, graphs, state, extra = checkpoint.restore_train_state(workdir, log=log)
   source = data.make_source(cfg.data, sample_rate=cfg.model.sample_rate, split=split)
   n_clips = n_clips or cfg.train.eval_clips
   clips = data.eval_clips(source, n_clips, cfg.model.n_samples, seed=0)

@@ -9,6 +9,7 @@ Resuming is exact because everything a step depends on is in the checkpoint or a
 the step number: parameters, both optimiser states and the RNG are saved, and the data sampler
 draws the batch of step n from (seed, n) alone.
 """
+import difflib
 import json
 import math
 import os
@@ -40,6 +41,8 @@ def validate_config(cfg) -> None:
       (cfg.train.num_steps >= 1, f"train.num_steps={cfg.train.num_steps} must be >= 1"),
       (cfg.optim.generator_lr > 0 and cfg.optim.discriminator_lr > 0,
        "optim learning rates must be positive"),
+      (cfg.loss.get("energy_objective", "sum") in ("sum", "per_step"),
+       f"loss.energy_objective={cfg.loss.get('energy_objective')!r} must be 'sum' or 'per_step'"),
       (0.0 <= cfg.loss.event_drop_prob < 1.0,
        f"loss.event_drop_prob={cfg.loss.event_drop_prob} must be in [0, 1)"),
       (cfg.data.name in ("classical", "musicnet", "ljspeech"),
@@ -53,6 +56,31 @@ def validate_config(cfg) -> None:
                                or (frames // 2**cfg.disc.n_layers) % 4):
     raise UserError(f"bad config value: disc.n_layers={cfg.disc.n_layers} must leave a multiple "
                     f"of 4 of the {frames} first-half frames")
+
+
+def config_fields(cfg, prefix: str = "") -> list:
+  """Every field of a ConfigDict as a dotted path ('train.batch_size'), nested dicts included."""
+  out = []
+  for key in sorted(cfg.keys()):
+    path = prefix + key
+    out.append(path)
+    if hasattr(cfg[key], "keys"):
+      out.extend(config_fields(cfg[key], path + "."))
+  return out
+
+
+def unknown_config_field(cfg, path: str, source: str) -> str | None:
+  """One line for a --config.PATH override that names no field of `cfg`, with the closest one."""
+  node = cfg
+  for part in path.split("."):
+    if not hasattr(node, "keys") or part not in node:
+      break
+    node = node[part]
+  else:
+    return None
+  close = difflib.get_close_matches(path, config_fields(cfg), n=1, cutoff=0.6)
+  hint = f"did you mean {close[0]}?" if close else f"see {source.split(':')[0]} for its fields"
+  return f"--config.{path}: {source} has no field {path!r}; {hint}"
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
@@ -74,12 +102,39 @@ def compile_step(cfg, graphs, mesh):
                  out_shardings=(replicated, replicated), donate_argnums=0), batch_sharding
 
 
+def rows_up_to(lines, step: int) -> list:
+  """The metrics lines of steps <= `step`, in order; torn lines (a killed write) are dropped."""
+  kept = []
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue
+    if isinstance(row, dict) and row.get("step", step + 1) <= step:
+      kept.append(line if line.endswith("\n") else line + "\n")
+  return kept
+
+
 class MetricWriter:
   """JSON lines in workdir/metrics.jsonl, written by process 0 only."""
 
   def __init__(self, workdir: str):
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.enabled = jax.process_index() == 0
+
+  def keep_up_to(self, step: int) -> None:
+    """Drops the rows past `step`, which a run resumed from `step` computes (and logs) again."""
+    if not self.enabled or not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      lines = f.readlines()
+    kept = rows_up_to(lines, step)
+    if kept == lines:
+      return
+    tmp = self.path + ".tmp"  # rewritten whole and renamed: a kill now leaves one file or the other
+    with open(tmp, "w") as f:
+      f.writelines(kept)
+    os.replace(tmp, self.path)
 
   def write(self, step: int, metrics: dict) -> None:
     if not self.enabled:
@@ -102,7 +157,8 @@ class Progress:
     eta = (self.last - step) / rate if rate > 0 else float("inf")
     eta_s = "?" if math.isinf(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
     return (f"step {step}/{self.last}  loss {metrics['loss']:.4g}  removed "
-            f"{metrics['removed_fraction']:.3f}  {rate:.2f} steps/s  ETA {eta_s}")
+            f"{metrics['removed_fraction']:.3f}  rank {metrics['effective_rank']:.2f}  "
+            f"{rate:.2f} steps/s  ETA {eta_s}")
 
 
 def check_finite(step: int, metrics: dict) -> None:
@@ -122,21 +178,31 @@ def train_and_evaluate(cfg, workdir: str, *, log=print) -> dict:
                     f"{n_dev * max(1, cfg.train.batch_size // n_dev)}")
   source = data.make_source(cfg.data, sample_rate=cfg.model.sample_rate, split="train")
   sampler = data.SegmentSampler(source, cfg.model.n_samples, cfg.seed)
-  if jax.process_index() == 0:
-    checkpoint.save_config(workdir, cfg)
   mesh = make_mesh()
   ckpt = checkpoint.Checkpointer(workdir, keep=cfg.train.keep_checkpoints,
-                                 every=cfg.train.checkpoint_every)
+                                 every=cfg.train.checkpoint_every,
+                                 sharding=NamedSharding(mesh, P()))
   start = 0
+  found = None
   if ckpt.latest_step() is not None:
     # Restore into shapes only: initialising parameters that are overwritten at once costs tens
     # of seconds at full size.
     graphs, abstract = train_step.abstract_train_state(cfg)
-    restored = ckpt.restore({"state": abstract, "data_step": np.zeros((), np.int64)})
+    found = ckpt.restore_newest_good({"state": abstract, "data_step": np.zeros((), np.int64)},
+                                     set_aside=True)
+  if found is not None:
+    _, restored, note = found
     state, start = restored["state"], int(restored["data_step"])
-    log(f"resumed from step {start} in {workdir}")
+    log(f"{note}; resumed from step {start}" if note else
+        f"resumed from step {start} in {workdir}")
   else:
     graphs, state = train_step.create_train_state(cfg)
+  if jax.process_index() == 0:
+    # After the restore: a config whose checkpoints do not restore must not replace the one
+    # that describes them.
+    checkpoint.save_config(workdir, cfg)
+  writer = MetricWriter(workdir)
+  writer.keep_up_to(start)
   if start >= cfg.train.num_steps:
     log(f"{workdir} is already trained to step {start}; raise --config.train.num_steps to go on")
     ckpt.close()
@@ -144,10 +210,14 @@ def train_and_evaluate(cfg, workdir: str, *, log=print) -> dict:
   replicated = NamedSharding(mesh, P())
   state = jax.device_put(state, replicated)
   step_fn, batch_sharding = compile_step(cfg, graphs, mesh)
-  writer = MetricWriter(workdir)
   progress = Progress(start, cfg.train.num_steps)
   log(f"training {cfg.train.num_steps} steps on {n_dev} {jax.devices()[0].platform} device(s), "
       f"{source.total_seconds / 3600:.2f} h of audio, batch {cfg.train.batch_size}")
+  if jax.process_count() > 1:
+    rows = cfg.train.batch_size // jax.process_count()
+    first = jax.process_index() * rows
+    log(f"process {jax.process_index()} of {jax.process_count()}: {jax.local_device_count()} "
+        f"local device(s), loads rows {first}-{first + rows - 1} of each global batch")
 
   def global_batch(step):
     local = sampler.batch(step, cfg.train.batch_size, jax.process_index(), jax.process_count())

@@ -1,6 +1,7 @@
 """Training: data parallelism is exact, resuming is exact, and train.py -> eval.py end to end."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -8,8 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import soundfile as sf
 
-from sparse_jax import losses, training, train_step
+import codec_fixtures
+from sparse_jax import checkpoint, losses, training, train_step
 from sparse_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -135,3 +138,110 @@ def test_train_with_a_bad_override_is_one_line(tmp_path):
   lines = proc.stderr.strip().splitlines()
   assert lines[-1].startswith("error: bad config value"), proc.stderr
   assert len(lines) == 1, proc.stderr
+
+
+def _quiet(*_):
+  pass
+
+
+def _metric_steps(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line)["step"] for line in f]
+
+
+def _steps_in(folder):
+  return sorted(int(n) for n in os.listdir(folder) if n.isdigit())
+
+
+def _damage(checkpoint_dir):
+  """Truncates the largest file of one checkpoint (its array data) to half, as a cut-short copy."""
+  paths = [os.path.join(folder, name) for folder, _, names in os.walk(checkpoint_dir)
+           for name in names]
+  largest = max(paths, key=os.path.getsize)
+  os.truncate(largest, os.path.getsize(largest) // 2)
+
+
+def test_resume_drops_the_metrics_rows_it_computes_again(tiny_config, tmp_path):
+  cfg = tiny_config
+  cfg.train.log_every = 1
+  cfg.train.checkpoint_every = 2
+  cfg.train.num_steps = 3
+  workdir = str(tmp_path / "run")
+  training.train_and_evaluate(cfg, workdir, log=_quiet)
+  # Killed after logging step 3 but before its checkpoint was written: resuming from step 2
+  # computes step 3 again, and metrics.jsonl must hold it once.
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "3"))
+  cfg.train.num_steps = 4
+  training.train_and_evaluate(cfg, workdir, log=_quiet)
+  assert _metric_steps(workdir) == [1, 2, 3, 4]
+
+
+def test_a_damaged_newest_checkpoint_is_set_aside_and_training_goes_on(tiny_config, tmp_path):
+  cfg = tiny_config
+  cfg.train.log_every = 1
+  cfg.train.checkpoint_every = 2
+  cfg.train.num_steps = 3
+  workdir = str(tmp_path / "run")
+  training.train_and_evaluate(cfg, workdir, log=_quiet)  # checkpoints 2 and 3
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  _damage(os.path.join(ckpt_dir, "3"))
+  cfg.train.num_steps = 4
+  lines = []
+  training.train_and_evaluate(cfg, workdir, log=lines.append)
+  damaged = [line for line in lines if "damaged" in line]
+  assert len(damaged) == 1, lines
+  assert "checkpoint 3" in damaged[0] and "step 2" in damaged[0], damaged
+  assert "\n" not in damaged[0] and "bound method" not in damaged[0], damaged
+  # Kept for inspection, out of orbax's sight; the run went on from step 2.
+  aside = os.path.join(workdir, "checkpoints_damaged")
+  assert os.listdir(aside) == ["3"]
+  assert _steps_in(ckpt_dir) == [2, 4]
+  assert _metric_steps(workdir) == [1, 2, 3, 4]
+  # When no checkpoint restores (all damaged, or another config's): one line, nothing moved.
+  for step in (2, 4):
+    _damage(os.path.join(ckpt_dir, str(step)))
+  cfg.train.num_steps = 5
+  with pytest.raises(UserError, match="no checkpoint in .* restores") as err:
+    training.train_and_evaluate(cfg, workdir, log=_quiet)
+  assert "\n" not in str(err.value) and "bound method" not in str(err.value)
+  assert _steps_in(ckpt_dir) == [2, 4] and os.listdir(aside) == ["3"]
+
+
+def _two_checkpoints(cfg, workdir):
+  """An untrained model saved as checkpoints 0 and 10 of `workdir` (no training compiled)."""
+  codec_fixtures.save_untrained_workdir(workdir, cfg)
+  _, abstract = train_step.abstract_train_state(cfg)
+  ckpt = checkpoint.Checkpointer(workdir)
+  tree = ckpt.restore({"state": abstract, "data_step": np.zeros((), np.int64)}, 0)
+  ckpt.save(10, {"state": tree["state"], "data_step": np.asarray(10, np.int64)}, force=True)
+  ckpt.close()
+
+
+def test_eval_and_encode_on_a_damaged_newest_checkpoint(tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  _two_checkpoints(tiny_config, workdir)
+  _damage(os.path.join(workdir, "checkpoints", "10"))
+  proc = _run(["eval.py", "--workdir", workdir, "--clips", "1", "--nocompare_untrained"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr and "bound method" not in proc.stderr, proc.stderr[-3000:]
+  damaged = [line for line in proc.stderr.splitlines() if "damaged" in line]
+  assert len(damaged) == 1 and "checkpoint 10" in damaged[0] and "step 0" in damaged[0], damaged
+  # The codec names its model by checkpoint, so it refuses (in one clean line) to swap models.
+  wav = str(tmp_path / "a.wav")
+  sf.write(wav, np.zeros(4096, np.float32), tiny_config.model.sample_rate)
+  proc = _run(["-m", "sparse_jax", "encode", wav, str(tmp_path / "a.sjx"), "--workdir", workdir])
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: checkpoint 10"), proc.stderr[-3000:]
+  assert "damaged" in lines[0] and "bound method" not in lines[0], lines
+
+
+def test_a_misspelt_config_override_is_one_line_with_a_suggestion(tmp_path):
+  for override in ("--config.trian.batch_size=2", "--config.train.bach_size=2"):
+    proc = _run(["train.py", "--config", "configs/musicnet.py:tiny", override, "--workdir",
+                 str(tmp_path / "w")])
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    assert "did you mean train.batch_size?" in lines[0], lines
+  assert not os.path.exists(tmp_path / "w")
