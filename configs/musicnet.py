@@ -66,6 +66,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # residual.  'per_step': the same value, each event scored against the residual it was chosen
   # from (matching pursuit's criterion; see losses.py).
   c.loss.energy_objective = "sum"
+  # Weight of the mean squared cosine between the batch's event vectors, in units of the
+  # target's L1 (see train_step.py; 0: off, the paper).
+  c.loss.diversity_weight = 0.0
   c.loss.adversarial = True
   c.loss.adversarial_weight = 1000.0
   c.loss.event_drop_prob = 0.5     # each event dropped before the discriminator's mix
@@ -78,6 +81,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict()
   c.optim.generator_lr = 1e-4
   c.optim.discriminator_lr = 1e-3
+  c.optim.schedule = "constant"     # or 'cosine': decay to final_lr_fraction at train.num_steps
+  c.optim.final_lr_fraction = 0.1
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8

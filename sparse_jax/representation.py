@@ -66,6 +66,16 @@ def mean_abs_cosine(vectors_NxD: jax.Array) -> jax.Array:
   return (cos.sum() - jnp.trace(cos)) / max(n * (n - 1), 1)
 
 
+def mean_squared_cosine(vectors_NxD: jax.Array) -> jax.Array:
+  """(1 / N^2) sum over all pairs (itself included) of cos^2: 1 for one direction, 1 / D for
+  directions spread evenly over the sphere.  A differentiable diversity penalty: it equals
+  ||U^T U / N||_F^2 for the unit vectors U, a D x D product, so it costs nothing at any N and
+  needs no pairwise matrix."""
+  unit = unit_norm(_replicated(vectors_NxD))
+  second_moment_DxD = unit.T @ unit / unit.shape[0]
+  return jnp.sum(second_moment_DxD ** 2)
+
+
 def spectral_centroids_hz(events_NxT: np.ndarray, sample_rate: int) -> np.ndarray:
   """The centroid of each event's power spectrum, in Hz (NaN for a silent event).
 

@@ -37,8 +37,18 @@ class Graphs:
   g_consts: nnx.State = dataclasses.field(compare=False)
 
 
+def learning_rate(cfg, peak: float):
+  """A constant rate (the paper), or with optim.schedule='cosine' a cosine decay from `peak` to
+  optim.final_lr_fraction * peak at train.num_steps (a short run ends on small, steady steps)."""
+  if cfg.optim.get("schedule", "constant") == "cosine":
+    return optax.cosine_decay_schedule(peak, cfg.train.num_steps,
+                                       alpha=cfg.optim.get("final_lr_fraction", 0.1))
+  return peak
+
+
 def optimizers(cfg):
-  adam = lambda lr: optax.adam(lr, b1=cfg.optim.b1, b2=cfg.optim.b2, eps=cfg.optim.eps)
+  adam = lambda lr: optax.adam(learning_rate(cfg, lr), b1=cfg.optim.b1, b2=cfg.optim.b2,
+                               eps=cfg.optim.eps)
   return adam(cfg.optim.generator_lr), adam(cfg.optim.discriminator_lr)
 
 
@@ -114,10 +124,19 @@ def generator_forward(graphs: Graphs, g_params, d_params, batch_BxT, rng, cfg):
       "silent_events": jnp.mean((dec.gains_BxE <= 0).astype(jnp.float32)),
   }
   # Representation health of this batch's B * E events (a collapse shows here first).
-  vectors_NxD = jax.lax.stop_gradient(dec.vectors_BxExD).reshape(-1, dec.vectors_BxExD.shape[-1])
-  metrics["effective_rank"] = representation.effective_rank(vectors_NxD)
-  metrics["mean_abs_cosine"] = representation.mean_abs_cosine(vectors_NxD)
+  vectors_NxD = dec.vectors_BxExD.reshape(-1, dec.vectors_BxExD.shape[-1])
+  metrics["effective_rank"] = representation.effective_rank(jax.lax.stop_gradient(vectors_NxD))
+  metrics["mean_abs_cosine"] = representation.mean_abs_cosine(jax.lax.stop_gradient(vectors_NxD))
   loss = energy
+  diversity_weight = cfg.loss.get("diversity_weight", 0.0)
+  if diversity_weight:
+    # Pushes the batch's event directions apart (isotropy): the penalty is 1 for one direction and
+    # 1 / D at best, and reaches only the encoder, through the chosen vectors.  It is priced in
+    # units of the target's L1, like the energy loss (-removed fraction * ||T_w||_1): a weight w
+    # trades a collapse for at most w of the removed fraction, at any window size or level.
+    spread = representation.mean_squared_cosine(vectors_NxD)
+    metrics["mean_squared_cosine"] = spread
+    loss = loss + diversity_weight * jnp.abs(target).sum() * spread
   fake_mix = None
   if cfg.loss.adversarial:
     k_drop, k_dropout = jax.random.split(rng)

@@ -79,7 +79,21 @@ def test_figures_are_the_same_on_a_batch_sharded_array():
   x = jax.random.normal(jax.random.key(0), (64, 16))
   mesh = jax.make_mesh((jax.device_count(),), ("data",),
                        axis_types=(jax.sharding.AxisType.Explicit,))
-  figures = jax.jit(lambda v: (rep.effective_rank(v), rep.mean_abs_cosine(v)))
+  figures = jax.jit(lambda v: (rep.effective_rank(v), rep.mean_abs_cosine(v),
+                               rep.mean_squared_cosine(v),
+                               jnp.abs(jax.grad(rep.mean_squared_cosine)(v)).sum()))
   with jax.set_mesh(mesh):
     sharded = figures(jax.device_put(x, NamedSharding(mesh, P("data"))))
   np.testing.assert_allclose(sharded, figures(x), rtol=1e-5)
+
+
+def test_mean_squared_cosine_is_one_for_a_line_and_one_over_d_for_an_even_spread():
+  rng = np.random.default_rng(3)
+  line = np.outer(rng.uniform(0.5, 2, 40) * rng.choice([-1, 1], 40), rng.standard_normal(8))
+  assert float(rep.mean_squared_cosine(line)) == pytest.approx(1.0, rel=1e-5)
+  axes = np.concatenate([np.eye(8), -np.eye(8)])  # an even spread: +-e_i
+  assert float(rep.mean_squared_cosine(axes)) == pytest.approx(1 / 8, rel=1e-5)
+  # The pairwise definition, on random vectors.
+  x = rng.standard_normal((30, 5))
+  u = x / np.linalg.norm(x, axis=1, keepdims=True)
+  assert float(rep.mean_squared_cosine(x)) == pytest.approx(np.mean((u @ u.T) ** 2), rel=1e-5)

@@ -1,0 +1,106 @@
+r"""The collapse ablation table: one row per trained and evaluated workdir.
+
+  python train.py --config configs/quickstart.py --workdir runs/abl_NAME [--config.X=Y ...]
+  python eval.py --workdir runs/abl_NAME --nocompare_untrained
+  python benchmarks/ablation.py runs/abl_* --out benchmarks/results/ablation
+
+Each row gives the overrides that tell the run's config from `configs/quickstart.py` (so the
+command that trains it), the steps, the training minutes (from the workdir's config.json, written
+when training starts, to its last checkpoint, so compile time included), and the held-out figures
+of `eval.py`: effective rank, mean |cos|, share of events in a window's first 4 frames, spectral
+centroid spread, energy removed (sum of event spectrograms and mixed audio), MR-STFT and log-mel.
+Writes OUT.md and OUT.json.
+"""
+import argparse
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+from configs import quickstart  # pylint: disable=g-import-not-at-top
+
+
+def _flatten(tree, prefix=""):
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      out[prefix + key] = tuple(value) if isinstance(value, list) else value
+  return out
+
+
+def overrides(run_config: dict) -> list[str]:
+  """The `--config.X=Y` flags that turn configs/quickstart.py into this run's config."""
+  base = _flatten(json.loads(quickstart.get_config().to_json()))
+  run = _flatten(run_config)
+  return [f"--config.{k}={run[k]}" for k in sorted(run) if k not in base or run[k] != base[k]]
+
+
+def row(workdir: str) -> dict:
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = json.load(f)
+  with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+    report = json.load(f)
+  label = next(k for k in report["results"] if k.startswith("trained"))
+  res = report["results"][label]
+  rep = res["representation"]
+  ckpts = os.path.join(workdir, "checkpoints")
+  last = os.path.join(ckpts, str(report["step"]))
+  minutes = (os.path.getmtime(last) - os.path.getmtime(os.path.join(workdir, "config.json"))) / 60
+  return {
+      "variant": os.path.basename(os.path.normpath(workdir)),
+      "overrides": overrides(config), "steps": report["step"], "minutes": round(minutes, 1),
+      "effective_rank": rep.get("effective_rank"), "mean_abs_cosine": rep.get("mean_abs_cosine"),
+      "first_frames_share": rep.get("first_frames_share"),
+      "centroid_spread_octaves": rep.get("centroid_spread_octaves"),
+      "silent_events": rep.get("silent_events"), "events": rep.get("events"),
+      "removed_sum": res["sum_of_event_spectrograms"][-1],
+      "removed_mixed": res["spectrogram_of_summed_audio"][-1],
+      "mr_stft": res["mr_stft"], "log_mel": res["log_mel"], "clips": report["n_clips"],
+  }
+
+
+def markdown(rows: list[dict]) -> str:
+  head = ("| variant | overrides of configs/quickstart.py | steps | min | rank | mean abs cos | "
+          "first 4 frames | centroid spread (oct) | silent | removed (sum) | removed (mixed) | "
+          "MR-STFT | log-mel |")
+  lines = [head, "|" + "---|" * (head.count("|") - 1)]
+  fmt = lambda v, p=3: "n/a" if v is None else f"{v:.{p}f}"
+  for r in rows:
+    lines.append(
+        f"| {r['variant']} | {' '.join(f'`{o}`' for o in r['overrides']) or '(none)'} | "
+        f"{r['steps']} | {r['minutes']:.0f} | {fmt(r['effective_rank'], 2)} | "
+        f"{fmt(r['mean_abs_cosine'])} | {fmt(100 * r['first_frames_share'], 1)}% | "
+        f"{fmt(r['centroid_spread_octaves'], 2)} | {r['silent_events']}/"
+        f"{r['events'] + r['silent_events']} | {fmt(r['removed_sum'])} | "
+        f"{fmt(r['removed_mixed'])} | {fmt(r['mr_stft'])} | {fmt(r['log_mel'])} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("workdirs", nargs="+")
+  parser.add_argument("--out", default=None, help="write OUT.md and OUT.json")
+  args = parser.parse_args(argv)
+  rows = []
+  for wd in args.workdirs:
+    try:
+      rows.append(row(wd))
+    except (OSError, KeyError, ValueError, StopIteration) as e:
+      print(f"skipping {wd}: not trained and evaluated ({type(e).__name__}: {e})",
+            file=sys.stderr)
+  table = markdown(rows)
+  print(table)
+  if args.out:
+    with open(args.out + ".md", "w") as f:
+      f.write(table)
+    with open(args.out + ".json", "w") as f:
+      json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()
