@@ -3,6 +3,14 @@ r"""Quality at matched bitrate: the trained codec against Opus, MP3 and matching
   python benchmarks/quality.py --workdir runs/quickstart
   python benchmarks/quality.py --workdir runs/musicnet --musicnet-root /data/musicnet --clips 16
   python benchmarks/quality.py --workdir W --quick            # 2 clips: a smoke run
+  python benchmarks/quality.py --workdir W --real DIR [DIR ...] [--events 8,16,32] [--no-visqol]
+
+--real measures real recordings instead (see "Real recordings" below and the README): a fixed,
+seeded subset of clips from any folders of wav/flac/ogg/mp3 files, our codec at several event
+counts per window (a quality-vs-bitrate curve), Opus at 6, 8 and 12 kbit/s, MP3 at 8 and matching
+pursuit at our bitrate, scored by spectral L1 explained (2048/256), log-mel, MR-STFT, SI-SDR and
+ViSQOL; it writes results.md, results.json and one real_<metric>.png per metric in --out
+(default benchmarks/results/real).
 
 For each held-out clip (`data.eval_clips` of the embedded classical set's test split, and of
 MusicNet's test recordings when --musicnet-root is given; clips are one model window long unless
@@ -31,6 +39,7 @@ Writes results.md, results.json and results.png in --out and prints the table.
 """
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -43,6 +52,7 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
 
 from sparse_jax.errors import UserError  # noqa: E402
 
@@ -54,6 +64,8 @@ CODECS = ("ours", "opus", "mp3", "mp", "mp_rate")
 LABELS = {"ours": "ours (sparse events)", "opus": f"Opus ~{OPUS_KBPS:g}k",
           "mp3": f"MP3 ~{MP3_KBPS:g}k", "mp": "matching pursuit, our events/s",
           "mp_rate": "matching pursuit, our kbit/s"}
+# The STFT of the reported spectral L1 explained on real recordings (the paper model's own).
+REPORTED_STFT = (2048, 256)
 METRICS = ("kbps", "file_kbps", "mr_stft", "log_mel", "si_sdr", "explained", "realtime_factor")
 
 
@@ -228,6 +240,291 @@ def evaluate_dataset(codec, name: str, data_cfg, n_clips: int, clip_samples: int
 
 
 # ------------------------------------------------------------------------------------------------
+# Real recordings (--real DIR [DIR ...]).
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+REAL_OPUS_KBPS = (6.0, 8.0, 12.0)
+REAL_OUT = os.path.join("benchmarks", "results", "real")
+# Defaults of --real, sized to run in under 15 minutes on a 2-core CPU (see the README), and of
+# --real --quick (a test).
+REAL_CLIPS, REAL_SECONDS, REAL_EVENTS, REAL_VISQOL_SECONDS = 20, 8.0, "8,16,32", 2.0
+REAL_QUICK = {"clips": 3, "seconds": 1.5, "events": "2,4", "visqol_seconds": 1.0}
+REAL_MP3_KBPS = 8.0
+# A candidate clip quieter than this RMS (dBFS) is passed over for another start in its file.
+QUIET_DBFS = -50.0
+# Starts tried per file before passing it over.
+N_STARTS = 8
+# The metrics of the real-recording table and figures: key, label, higher is better.
+REAL_METRICS = (("explained", "spectral L1 explained (2048/256)", True),
+                ("log_mel", "log-mel distance", False),
+                ("mr_stft", "MR-STFT distance", False),
+                ("si_sdr", "SI-SDR (dB)", True),
+                ("visqol", "ViSQOL MOS-LQO (audio mode)", True))
+
+
+def _hash_unit(*parts) -> float:
+  """A number in [0, 1) fixed by its arguments (sha256), the same on every machine."""
+  digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).hexdigest()
+  return int(digest[:12], 16) / float(1 << 48)
+
+
+def find_recordings(folder: str) -> list:
+  """Paths, relative to `folder` and sorted, of every wav/flac/ogg/mp3 below it (recursive)."""
+  found = []
+  for root, dirs, files in os.walk(folder):
+    dirs.sort()
+    for name in files:
+      if name.lower().endswith(AUDIO_EXTENSIONS):
+        found.append(os.path.relpath(os.path.join(root, name), folder))
+  return sorted(found)
+
+
+def choose_clips(folders, n_clips: int, clip_seconds: float, seed: int = 0) -> list:
+  """The fixed subset: which file, from where, so that figures compare from run to run.
+
+  Within each folder, files are ordered by sha256(seed/relative path) (so adding a file moves no
+  other), those at least `clip_seconds` long first; the folders then take turns, in the order
+  given, until `n_clips`.  In a long file the clip starts at the first of N_STARTS hashed
+  positions whose RMS is above QUIET_DBFS; a shorter file is used whole.  A file with no such
+  clip (digital silence, a fade) and an unreadable file are passed over for the folder's next.
+
+  Returns:
+    dicts: folder, path (relative), start and seconds (at the file's own rate), rate, channels.
+  """
+  queues = []
+  for folder in folders:
+    rows = []
+    for rel in find_recordings(folder):
+      try:
+        info = sf.info(os.path.join(folder, rel))
+      except (sf.SoundFileError, RuntimeError, TypeError, ValueError):
+        continue
+      if info.frames > 0:
+        rows.append((info.duration < clip_seconds, _hash_unit(seed, rel), rel, info))
+    queues.append([(folder, rel, info) for _, _, rel, info in sorted(rows)])
+  clips = []
+  while len(clips) < n_clips and any(queues):
+    for queue in queues:
+      while queue and len(clips) < n_clips:
+        clip = _place_clip(*queue.pop(0), clip_seconds, seed)
+        if clip is not None:
+          clips.append(clip)
+          break
+  return clips
+
+
+def _place_clip(folder, rel, info, clip_seconds: float, seed: int) -> dict | None:
+  """Where in the file its clip starts (see `choose_clips`); None if every candidate is quiet."""
+  length = min(int(round(clip_seconds * info.samplerate)), info.frames)
+  try:
+    audio_T = sf.read(os.path.join(folder, rel), dtype="float32", always_2d=True)[0].mean(1)
+  except (sf.SoundFileError, RuntimeError, TypeError, ValueError):
+    return None
+  span = max(audio_T.size - length, 0)
+  starts = [int(_hash_unit(seed, rel, i) * (span + 1)) for i in range(N_STARTS if span else 1)]
+  loud = [s for s in starts
+          if 20 * np.log10(np.sqrt(np.mean(audio_T[s:s + length]**2)) + 1e-12) > QUIET_DBFS]
+  if not loud:
+    return None
+  return {"folder": folder, "path": rel, "start_s": loud[0] / info.samplerate,
+          "seconds": length / info.samplerate, "rate": int(info.samplerate),
+          "channels": int(info.channels)}
+
+
+def load_clip(clip: dict, sample_rate: int) -> np.ndarray:
+  """A chosen clip as mono float32 at `sample_rate` (downmixed, resampled)."""
+  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  start = int(round(clip["start_s"] * clip["rate"]))
+  stop = start + int(round(clip["seconds"] * clip["rate"]))
+  audio_TxC, rate = sf.read(os.path.join(clip["folder"], clip["path"]), start=start, stop=stop,
+                            dtype="float32", always_2d=True)
+  return audio_io.resample(audio_TxC.mean(axis=1), rate, sample_rate)
+
+
+def run_ours_at(codec, clip_T: np.ndarray, n_events: int) -> dict:
+  """Our codec at `n_events` per window, through its 8-bit `.sjx` bytes."""
+  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  seconds = clip_T.size / codec.sample_rate
+  t = time.perf_counter()
+  events = codec.encode(clip_T, n_events=n_events)
+  data = sjx.encode_bytes(events, bits=8)
+  decoded_T = codec.decode(sjx.decode_bytes(data, expected_model_id=codec.model_id))
+  elapsed = time.perf_counter() - t
+  payload = len(data) - sjx.HEADER_BYTES - sjx.CRC_BYTES
+  return {"decoded": decoded_T, "kbps": payload * 8 / seconds / 1000,
+          "file_kbps": len(data) * 8 / seconds / 1000, "realtime_factor": elapsed / seconds,
+          "events_per_second": len(events) / seconds}
+
+
+def mp_at_bitrate(clip_T: np.ndarray, sample_rate: int, target_kbps: float) -> dict:
+  """Matching pursuit with as many atoms as fit in `target_kbps` (payload), from one MP run.
+
+  Greedy MP with n atoms is the first n atoms of a longer run, so one run with an upper bound
+  (atoms cost >= 20 bits each) and a bisection over the prefix length give the largest atom
+  count whose coded payload fits the target.
+  """
+  from sparse_jax.baselines import matching_pursuit as mp  # pylint: disable=g-import-not-at-top
+  t = time.perf_counter()
+  x_T = np.asarray(clip_T, np.float64)
+  seconds = x_T.size / sample_rate
+  budget_bits = target_kbps * 1000 * seconds
+  atoms = mp.matching_pursuit(x_T, max(1, int(budget_bits / 20) + 1)).atoms
+  header = mp.header_bits(3)
+  payload = lambda n: len(mp.encode_atoms(atoms[:n], x_T.size)) * 8 - header
+  if payload(1) > budget_bits:  # Not even one atom fits (our file held no event).
+    return {"decoded": np.zeros_like(x_T), "kbps": 0.0, "file_kbps": 0.0,
+            "realtime_factor": (time.perf_counter() - t) / seconds, "events_per_second": 0.0}
+  lo, hi = 1, atoms.size  # payload grows with n: the largest n with payload(n) <= budget
+  while lo < hi:
+    mid = (lo + hi + 1) // 2
+    lo, hi = (mid, hi) if payload(mid) <= budget_bits else (lo, mid - 1)
+  data = mp.encode_atoms(atoms[:lo], x_T.size)
+  decoded_atoms, length = mp.decode_atoms(data)
+  return {"decoded": mp.render_atoms(decoded_atoms, length),
+          "kbps": (len(data) * 8 - header) / seconds / 1000,
+          "file_kbps": len(data) * 8 / seconds / 1000,
+          "realtime_factor": (time.perf_counter() - t) / seconds,
+          "events_per_second": lo / seconds}
+
+
+def real_metrics(ref_T, est_T, sample_rate: int, visqol_seconds: float | None) -> dict:
+  """The real-recording metrics of one decoded clip (ViSQOL on its first `visqol_seconds`)."""
+  from sparse_jax import metrics  # pylint: disable=g-import-not-at-top
+  ref_T, est_T = np.asarray(ref_T, np.float64), np.asarray(est_T, np.float64)
+  out = {"explained": spectral_explained(ref_T, est_T, *REPORTED_STFT),
+         "log_mel": metrics.log_mel_distance(ref_T, est_T, sample_rate),
+         "mr_stft": metrics.multi_resolution_stft_distance(ref_T, est_T),
+         "si_sdr": metrics.si_sdr(ref_T, est_T), "visqol": None}
+  if visqol_seconds:
+    n = min(ref_T.size, int(visqol_seconds * sample_rate))
+    out["visqol"] = metrics.visqol(ref_T[:n], est_T[:n], sample_rate)
+  return out
+
+
+def real_codecs(event_counts) -> dict:
+  """name -> label of every codec of the real-recording run, in table order."""
+  labels = {f"ours_{e}": f"ours, {e} events/window" for e in event_counts}
+  labels.update({f"opus_{k:g}": f"Opus {k:g}k" for k in REAL_OPUS_KBPS})
+  labels[f"mp3_{REAL_MP3_KBPS:g}"] = f"MP3 {REAL_MP3_KBPS:g}k"
+  labels["mp_rate"] = f"matching pursuit at our bitrate ({max(event_counts)} events/window)"
+  return labels
+
+
+def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_counts,
+                  visqol_seconds: float | None, log=print) -> dict:
+  from sparse_jax.baselines import classic_codecs  # pylint: disable=g-import-not-at-top
+  sr = codec.sample_rate
+  clips = choose_clips(folders, n_clips, clip_seconds)
+  if not clips:
+    raise UserError(f"no readable wav/flac/ogg/mp3 files under {', '.join(folders)}; "
+                    "pass folders that hold recordings")
+  log(f"real recordings: {len(clips)} clips of up to {clip_seconds:g} s from "
+      f"{', '.join(folders)}")
+  labels = real_codecs(event_counts)
+  # Compile the removal loop (one program per event count) and the renderer once, untimed.
+  warm_T = 0.1 * np.sin(np.arange(codec.n_samples) * 0.05).astype(np.float32)
+  for e in event_counts:
+    codec.encode(warm_T, n_events=e)
+  codec.render(np.zeros((1, codec.event_dim), np.float32), np.zeros(1, np.int64),
+               np.ones(1, np.float32), np.zeros(1, np.float32))
+  per_clip = {c: [] for c in labels}
+  for i, clip in enumerate(clips):
+    clip_T = load_clip(clip, sr)
+    for name in labels:
+      t = time.perf_counter()
+      if name.startswith("ours_"):
+        r = run_ours_at(codec, clip_T, int(name.split("_")[1]))
+      elif name.startswith("opus_"):
+        r = vars(classic_codecs.opus_roundtrip(clip_T, sr, float(name.split("_")[1])))
+      elif name.startswith("mp3_"):
+        r = vars(classic_codecs.mp3_roundtrip(clip_T, sr, float(name.split("_")[1])))
+      else:
+        r = mp_at_bitrate(clip_T, sr, per_clip[f"ours_{max(event_counts)}"][-1]["kbps"])
+      elapsed = time.perf_counter() - t
+      decoded = r["decoded"] if "decoded" in r else r["decoded_T"]
+      row = {"kbps": float(r["kbps"]), "file_kbps": float(r["file_kbps"]),
+             "realtime_factor": elapsed / (clip_T.size / sr),
+             "events_per_second": float(r.get("events_per_second", 0.0))}
+      row.update(real_metrics(clip_T, decoded, sr, visqol_seconds))
+      per_clip[name].append(row)
+    ours = per_clip[f"ours_{max(event_counts)}"][-1]
+    log(f"  clip {i + 1}/{len(clips)} {clip['path']} ({clip['seconds']:.1f} s): ours "
+        f"{ours['kbps']:.2f} kbit/s explained {ours['explained']:+.3f}, Opus 6k explained "
+        f"{per_clip['opus_6'][-1]['explained']:+.3f}")
+  codecs = {}
+  for name, label in labels.items():
+    rows = per_clip[name]
+    summary = {"label": label, "per_clip": rows}
+    for key in rows[0]:
+      values = [row[key] for row in rows if row[key] is not None]
+      summary[key] = float(np.mean(values)) if values else None
+    summary["explained_min"] = float(min(row["explained"] for row in rows))
+    codecs[name] = summary
+  return {"clips": clips, "clip_seconds": clip_seconds, "visqol_seconds": visqol_seconds,
+          "event_counts": list(event_counts), "codecs": codecs}
+
+
+def real_markdown(report: dict) -> str:
+  d = report["real"]
+  visqol = (f"ViSQOL on the first {d['visqol_seconds']:g} s of each clip"
+            if d["visqol_seconds"] else "ViSQOL not measured")
+  lines = [f"Model: `{report['workdir']}` at step {report['step']} "
+           f"({report['window_seconds']:.2f} s windows); machine: {report['machine']}.",
+           f"Command: `{report['command']}` ({report['wall_s'] / 60:.1f} min).", "",
+           f"{len(d['clips'])} clips of up to {d['clip_seconds']:g} s (means over clips; "
+           f"{visqol}; spectral L1 explained on the 2048/256 |STFT|, its minimum over clips "
+           "in the next column):", "",
+           "| codec | kbit/s | file kbit/s | explained | min explained | log-mel | MR-STFT | "
+           "SI-SDR dB | ViSQOL | x realtime |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  for r in d["codecs"].values():
+    lines.append(f"| {r['label']} | {r['kbps']:.2f} | {r['file_kbps']:.2f} | "
+                 f"{100 * r['explained']:.1f} % | {100 * r['explained_min']:.1f} % | "
+                 f"{r['log_mel']:.3f} | {r['mr_stft']:.3f} | {r['si_sdr']:.2f} | "
+                 f"{_f(r['visqol'], '.3f')} | {_f(r.get('realtime_factor'), '.3f')} |")
+  lines += ["", "Clips (folder, file, start s, seconds):", ""]
+  lines += [f"- `{c['folder']}` `{c['path']}` {c['start_s']:.2f} {c['seconds']:.2f}"
+            for c in d["clips"]]
+  return "\n".join(lines) + "\n"
+
+
+def real_plots(folder: str, report: dict) -> list:
+  """One PNG per metric, quality against bitrate; returns the file names."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  d = report["real"]
+  families = {"ours": ("C0", "o-"), "opus": ("C1", "s-"), "mp3": ("C2", "^"), "mp_rate": ("C3", "D")}
+  names = []
+  for key, title, higher in REAL_METRICS:
+    if all(r[key] is None for r in d["codecs"].values()):
+      continue
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for family, (colour, style) in families.items():
+      rows = [r for name, r in d["codecs"].items()
+              if (name.split("_")[0] if family != "mp_rate" else name) == family]
+      if not rows:
+        continue
+      rows.sort(key=lambda r: r["kbps"])
+      label = {"ours": "ours (--events " + ",".join(map(str, d["event_counts"])) + ")",
+               "opus": "Opus 6/8/12k"}.get(family, rows[0]["label"])
+      ax.plot([r["kbps"] for r in rows], [r[key] for r in rows], style, color=colour,
+              label=label)
+    ax.set_xlabel("kbit/s (coded payload)")
+    ax.set_ylabel(title + (" (higher better)" if higher else " (lower better)"))
+    ax.set_title(f"{title}: {len(d['clips'])} real clips")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    name = f"real_{key}.png"
+    write_atomic(os.path.join(folder, name),
+                 lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+    names.append(name)
+  return names
+
+
+# ------------------------------------------------------------------------------------------------
 # Output.
 
 
@@ -329,13 +626,50 @@ def parse_args(argv):
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--workdir", default=DEFAULT_WORKDIR,
                  help=f"a training run's workdir (default {DEFAULT_WORKDIR})")
-  p.add_argument("--clips", type=int, default=None, help="held-out clips (default 8; 2 --quick)")
+  p.add_argument("--clips", type=int, default=None,
+                 help=f"held-out clips (default 8; 2 --quick); with --real {REAL_CLIPS} "
+                 f"({REAL_QUICK['clips']} --quick)")
   p.add_argument("--seconds", type=float, default=None,
-                 help="clip length (default: one model window)")
+                 help=f"clip length (default: one model window; with --real {REAL_SECONDS:g} s)")
   p.add_argument("--musicnet-root", default="", help="also evaluate MusicNet's test recordings")
-  p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-  p.add_argument("--quick", action="store_true", help="smoke run: 2 clips")
+  p.add_argument("--real", nargs="+", metavar="DIR", default=None,
+                 help="instead, a fixed subset of the recordings in these folders (recursive; "
+                 "wav, flac, ogg, mp3; any rate and channels); folders take turns")
+  p.add_argument("--events", default=None,
+                 help=f"with --real: events per window of our codec, a comma list (default "
+                 f"{REAL_EVENTS}): the quality-vs-bitrate curve")
+  p.add_argument("--no-visqol", action="store_true", help="with --real: skip ViSQOL (slow)")
+  p.add_argument("--visqol-seconds", type=float, default=None,
+                 help=f"with --real: ViSQOL on each clip's first seconds (default "
+                 f"{REAL_VISQOL_SECONDS:g}; 0 = the whole clip)")
+  p.add_argument("--out", default=None,
+                 help=f"output folder (default {DEFAULT_OUT}; with --real {REAL_OUT})")
+  p.add_argument("--quick", action="store_true", help="smoke run: 2 clips (--real: 3 short ones)")
   args = p.parse_args(argv)
+  real_defaults = REAL_QUICK if args.quick else {
+      "clips": REAL_CLIPS, "seconds": REAL_SECONDS, "events": REAL_EVENTS,
+      "visqol_seconds": REAL_VISQOL_SECONDS}
+  if args.real is None:
+    for flag, value in (("--events", args.events), ("--visqol-seconds", args.visqol_seconds)):
+      if value is not None:
+        p.error(f"{flag} goes with --real")
+  else:
+    for name, value in real_defaults.items():
+      if getattr(args, name) is None:
+        setattr(args, name, value)
+    try:
+      args.event_counts = sorted({int(e) for e in str(args.events).split(",") if e.strip()})
+    except ValueError:
+      p.error(f"--events must be a comma list of whole numbers, got {args.events!r}")
+    if not args.event_counts or min(args.event_counts) < 1:
+      p.error(f"--events must list counts of at least 1, got {args.events!r}")
+    if args.visqol_seconds < 0:
+      p.error("--visqol-seconds must be 0 or more")
+    for folder in args.real:
+      if not os.path.isdir(folder):
+        p.error(f"--real {folder}: no such folder; pass folders of recordings")
+  if args.out is None:
+    args.out = REAL_OUT if args.real else DEFAULT_OUT
   if args.clips is None:
     args.clips = 2 if args.quick else 8
   if args.clips < 1:
@@ -345,10 +679,40 @@ def parse_args(argv):
   return args
 
 
+def run_real(args, argv) -> dict:
+  from sparse_jax import checkpoint, metrics  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec.stream import Codec  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
+  log = lambda s: print(s, file=sys.stderr, flush=True)
+  codec = Codec.from_workdir(args.workdir)
+  visqol_seconds = None
+  if not args.no_visqol:
+    missing = metrics.visqol_missing()
+    if missing:
+      log(f"ViSQOL skipped: {missing}")
+    else:
+      visqol_seconds = args.visqol_seconds or args.seconds
+  ckpt = checkpoint.Checkpointer(args.workdir)
+  step = ckpt.latest_step()
+  ckpt.close()
+  m = codec.cfg.model
+  report = {
+      "workdir": args.workdir, "step": step, "model_id": codec.model_id.hex(),
+      "window_seconds": m.n_samples / m.sample_rate, "sample_rate": int(m.sample_rate),
+      "machine": machine_line(), "command": "python benchmarks/quality.py " + " ".join(argv),
+      "date": datetime.date.today().isoformat(),
+      "real": evaluate_real(codec, args.real, args.clips, args.seconds, args.event_counts,
+                            visqol_seconds, log)}
+  report["wall_s"] = time.perf_counter() - start
+  return report
+
+
 def run(args, argv) -> dict:
   import ml_collections  # pylint: disable=g-import-not-at-top
   from sparse_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from sparse_jax.codec.stream import Codec  # pylint: disable=g-import-not-at-top
+  if args.real:
+    return run_real(args, argv)
   start = time.perf_counter()
   codec = Codec.from_workdir(args.workdir)
   cfg = codec.cfg
@@ -392,7 +756,7 @@ def main(argv=None) -> int:
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  table = markdown(report)
+  table = real_markdown(report) if args.real else markdown(report)
 
   def write_text(text):
     def write(tmp):
@@ -402,9 +766,13 @@ def main(argv=None) -> int:
 
   write_atomic(os.path.join(args.out, "results.json"), write_text(json.dumps(report, indent=2)))
   write_atomic(os.path.join(args.out, "results.md"), write_text(table))
-  write_atomic(os.path.join(args.out, "results.png"), lambda tmp: plot(tmp, report))
+  if args.real:
+    figures = real_plots(args.out, report)
+  else:
+    write_atomic(os.path.join(args.out, "results.png"), lambda tmp: plot(tmp, report))
+    figures = ["results.png"]
   print(table)
-  print(f"wrote results.md, results.json and results.png in {args.out} "
+  print(f"wrote results.md, results.json and {', '.join(figures)} in {args.out} "
         f"({report['wall_s']:.0f} s)", file=sys.stderr)
   return 0
 

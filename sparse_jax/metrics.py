@@ -64,12 +64,12 @@ def _frames(padded_T: np.ndarray, window: int, hop: int, n_frames: int) -> np.nd
   return view[:n_frames]
 
 
-def stft_magnitude(audio_T, window: int = 2048, hop: int = 256) -> np.ndarray:
-  """The codec's STFT magnitude, in numpy (the reference for the JAX one in `signal.py`).
+def stft(audio_T, window: int = 2048, hop: int = 256) -> np.ndarray:
+  """The codec's complex STFT, in numpy (the reference for the JAX one in `signal.py`).
 
-  Periodic Hann of length `window`, `rfft(norm='ortho')`, magnitude.  The signal is right-padded
-  with `window` zeros and not centred: frame t covers samples [hop*t, hop*t + window).  The first
-  len // hop frames are kept.
+  Periodic Hann of length `window`, `rfft(norm='ortho')`.  The signal is right-padded with `window`
+  zeros and not centred: frame t covers samples [hop*t, hop*t + window).  The first len // hop
+  frames are kept.
 
   Args:
     audio_T: (T,) signal.
@@ -77,13 +77,18 @@ def stft_magnitude(audio_T, window: int = 2048, hop: int = 256) -> np.ndarray:
     hop: hop size.
 
   Returns:
-    spec_FxN: (window // 2 + 1, T // hop) float64 magnitudes.
+    spec_FxN: (window // 2 + 1, T // hop) complex128.
   """
   audio_T = _as_signal(audio_T, "audio_T")
   n_frames = audio_T.size // hop
   padded_T = np.concatenate([audio_T, np.zeros(window)])
   frames_NxW = _frames(padded_T, window, hop, n_frames) * hann_periodic(window)
-  return np.abs(np.fft.rfft(frames_NxW, axis=-1, norm="ortho")).T
+  return np.fft.rfft(frames_NxW, axis=-1, norm="ortho").T
+
+
+def stft_magnitude(audio_T, window: int = 2048, hop: int = 256) -> np.ndarray:
+  """|`stft`|: (T,) -> (window // 2 + 1, T // hop) float64 magnitudes, the codec's spectrogram."""
+  return np.abs(stft(audio_T, window, hop))
 
 
 def _centred_stft(audio_T: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -298,3 +303,48 @@ def align(ref_T, est_T, max_lag: int) -> np.ndarray:
   if hi > lo:
     out_T[lo:hi] = est_T[lo + lag:hi + lag]
   return out_T
+
+
+# ViSQOL (optional: the visqol-python package, a pure-Python port of Google's ViSQOL v3 that ships
+# its model; nothing is downloaded at run time).
+VISQOL_RATE = 48000
+_VISQOL_API = []
+
+
+def visqol_missing() -> str | None:
+  """None if ViSQOL can run here, else one line saying what is missing and how to get it."""
+  try:
+    import visqol  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return ("ViSQOL needs the visqol-python package: .venv/bin/pip install visqol-python "
+            "(or pass --no-visqol)")
+  return None
+
+
+def visqol(ref_T, est_T, sample_rate: int) -> float:
+  """ViSQOL v3 MOS-LQO in audio mode (1 to about 4.75, higher is better).
+
+  Both signals are resampled to 48 kHz, the rate audio mode is defined at, and must have the same
+  length (call `align` first for codec output; ViSQOL then aligns its patches itself).  About 1-2 s
+  of CPU per second of audio.
+
+  Raises:
+    ImportError: visqol-python is not installed (see `visqol_missing`).
+  """
+  ref_T, est_T = _pair(ref_T, est_T)
+  if not np.any(est_T):
+    # ViSQOL rescales the estimate to the reference's level, which silence cannot be (it returns
+    # NaN): give silence the scale's floor.
+    return 1.0
+  if not _VISQOL_API:
+    import logging  # pylint: disable=g-import-not-at-top
+    from visqol import VisqolApi  # pylint: disable=g-import-not-at-top
+    # It warns (logging) about every non-48 kHz or short input; our inputs are resampled.
+    logging.getLogger("visqol").setLevel(logging.ERROR)
+    api = VisqolApi()
+    api.create(mode="audio")
+    _VISQOL_API.append(api)
+  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  ref48 = audio_io.resample(ref_T, sample_rate, VISQOL_RATE).astype(np.float64)
+  est48 = audio_io.resample(est_T, sample_rate, VISQOL_RATE).astype(np.float64)
+  return float(_VISQOL_API[0].measure_from_arrays(ref48, est48, VISQOL_RATE).moslqo)

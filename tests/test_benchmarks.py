@@ -201,3 +201,113 @@ def test_quality_without_a_checkpoint_says_so_and_exits_2(tmp_path, capsys):
   err = capsys.readouterr().err
   assert err.startswith("error: ") and err.count("\n") == 1
   assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# quality.py --real
+
+
+def _write_recordings(folder):
+  """Generated 'recordings' in every format, rate and channel count the benchmark accepts, in
+  nested folders, plus files it must pass over."""
+  import soundfile as sf
+  rng = np.random.default_rng(0)
+
+  def tone(seconds, rate, channels, f0):
+    t = np.arange(int(seconds * rate)) / rate
+    mono = 0.3 * np.sin(2 * np.pi * f0 * t) * np.exp(-2 * (t % 0.5)) + 0.01 * rng.normal(size=t.size)
+    return np.repeat(mono[:, None], channels, 1)
+
+  (folder / "a" / "b").mkdir(parents=True)
+  sf.write(folder / "a" / "stereo44k.wav", tone(2.5, 44100, 2, 220), 44100)
+  sf.write(folder / "a" / "b" / "mono16k.flac", tone(2.0, 16000, 1, 330), 16000)
+  sf.write(folder / "b48k.ogg", tone(2.2, 48000, 2, 440), 48000)
+  sf.write(folder / "short.mp3", tone(0.8, 22050, 1, 262), 22050, format="MP3")
+  sf.write(folder / "a" / "hiss.wav", 1e-5 * rng.normal(size=(30000, 1)), 22050)  # -100 dBFS
+  (folder / "notes.txt").write_text("not audio")
+  (folder / "a" / "broken.wav").write_bytes(b"RIFF not really a wav")
+
+
+def test_real_clip_choice_is_a_fixed_seeded_subset(tmp_path):
+  _write_recordings(tmp_path)
+  assert quality.find_recordings(str(tmp_path)) == [
+      "a/b/mono16k.flac", "a/broken.wav", "a/hiss.wav", "a/stereo44k.wav", "b48k.ogg",
+      "short.mp3"]
+  clips = quality.choose_clips([str(tmp_path)], 10, 1.5)
+  paths = [c["path"] for c in clips]
+  # The broken and the near-silent files are left out; files long enough come first, the short
+  # one is used whole.
+  assert sorted(paths) == ["a/b/mono16k.flac", "a/stereo44k.wav", "b48k.ogg", "short.mp3"]
+  assert paths[-1] == "short.mp3" and clips[-1]["seconds"] == pytest.approx(0.8, abs=0.01)
+  for c in clips[:-1]:
+    assert c["seconds"] == pytest.approx(1.5) and c["start_s"] >= 0
+  # Same inputs, same clips; a new file changes no other clip, only where it sorts in.
+  assert quality.choose_clips([str(tmp_path)], 10, 1.5) == clips
+  import soundfile as sf
+  sf.write(tmp_path / "a" / "new.wav", np.full((40000, 1), 0.1), 22050)
+  again = [c for c in quality.choose_clips([str(tmp_path)], 10, 1.5) if c["path"] != "a/new.wav"]
+  assert again == clips
+  # Folders take turns.
+  other = tmp_path / "a"
+  turns = quality.choose_clips([str(tmp_path / "a" / "b"), str(tmp_path)], 3, 1.5)
+  assert turns[0]["folder"] == str(other / "b") and turns[1]["folder"] == str(tmp_path)
+  audio = quality.load_clip(clips[0], 22050)
+  assert audio.ndim == 1 and audio.size == pytest.approx(1.5 * 22050, abs=2)
+
+
+def test_mp_at_bitrate_fits_the_budget():
+  rng = np.random.default_rng(1)
+  clip = rng.normal(size=22050) * np.hanning(22050)
+  r = quality.mp_at_bitrate(clip, 22050, 3.0)
+  assert 2.6 < r["kbps"] <= 3.0
+  assert r["decoded"].shape == clip.shape
+  assert quality.spectral_explained(clip, r["decoded"], 2048, 256) > 0
+
+
+def test_real_metrics_include_visqol():
+  from sparse_jax import metrics
+  if metrics.visqol_missing():
+    pytest.skip(metrics.visqol_missing())
+  t = np.arange(22050) / 22050
+  clip = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-3 * t)).astype(np.float64)
+  same = quality.real_metrics(clip, clip, 22050, 1.0)
+  silent = quality.real_metrics(clip, np.zeros_like(clip), 22050, 1.0)
+  assert same["visqol"] > 4.0 and silent["visqol"] == 1.0
+  assert same["explained"] == pytest.approx(1.0) and silent["explained"] == pytest.approx(0.0)
+  assert quality.real_metrics(clip, clip, 22050, None)["visqol"] is None
+
+
+def test_quality_real_quick_on_generated_recordings(tiny_workdir, tmp_path):
+  """`--real DIR --quick` end to end on the untrained model: every codec, every metric, one figure
+  per metric, and ours never decodes worse than silence on any clip."""
+  recordings = tmp_path / "recordings"
+  _write_recordings(recordings)
+  out = tmp_path / "real"
+  proc = _run(["benchmarks/quality.py", "--workdir", tiny_workdir, "--real", str(recordings),
+               "--quick", "--no-visqol", "--out", str(out)])
+  report = json.loads((out / "results.json").read_text())
+  _assert_finite_numbers(report)
+  table = (out / "results.md").read_text()
+  assert table in proc.stdout and "Command: `python benchmarks/quality.py" in table
+  d = report["real"]
+  assert len(d["clips"]) == 3 and d["event_counts"] == [2, 4] and d["visqol_seconds"] is None
+  assert set(d["codecs"]) == {"ours_2", "ours_4", "opus_6", "opus_8", "opus_12", "mp3_8",
+                              "mp_rate"}
+  for name, r in d["codecs"].items():
+    assert r["label"] in table and len(r["per_clip"]) == 3
+    for key in ("kbps", "file_kbps", "explained", "log_mel", "mr_stft", "si_sdr"):
+      assert r[key] is not None, (name, key)
+    assert r["visqol"] is None
+  for name in ("ours_2", "ours_4"):
+    assert d["codecs"][name]["explained_min"] >= 0.0
+  assert d["codecs"]["opus_6"]["kbps"] < d["codecs"]["opus_12"]["kbps"]
+  assert d["codecs"]["mp_rate"]["kbps"] <= d["codecs"]["ours_4"]["kbps"] + 1e-9
+  for key in ("explained", "log_mel", "mr_stft", "si_sdr"):
+    assert (out / f"real_{key}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert not (out / "real_visqol.png").exists()
+
+
+def test_quality_real_refuses_a_missing_folder(tmp_path, capsys):
+  with pytest.raises(SystemExit):
+    quality.parse_args(["--real", str(tmp_path / "nowhere")])
+  assert "no such folder" in capsys.readouterr().err

@@ -154,7 +154,7 @@ def cmd_encode(args):
                     f".sjx file holds ({sjx.MAX_AUDIO_SAMPLES}); split the recording")
   start = time.time()
   events, info = codec.encode(audio, n_events=args.events,
-                              residual_threshold=args.residual_threshold,
+                              residual_threshold=args.residual_threshold, bits=args.bits,
                               progress=not args.quiet, return_info=True)
   seconds = time.time() - start
   sjx.write(args.output, events, bits=args.bits)

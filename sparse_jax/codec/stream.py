@@ -5,18 +5,29 @@ chooses events in the FIRST half of a window.  A file of any length is therefore
 the window by half its length (2^16 samples) over one shared magnitude spectrogram of the file:
 
   1. The window's spectrogram is the shared one at frames [s, s + N).
-  2. The removal loop runs on it (a fixed number of steps, or until the first-half residual share
-     falls below a threshold).
-  3. The final residual is WRITTEN BACK into the shared spectrogram, so the next window (whose first
-     half is this window's second half) already has these events' tails removed.
-  4. Each event is recorded with its absolute frame s + k, its gain, fine offset and vector.
+  2. The removal loop runs on it, scaled to the level the model was trained at (training divides
+     every segment by its positive peak; here the window's audio peak sets the scale, and the
+     gains are divided by it again), for a fixed number of steps or until the first-half residual
+     share falls below a threshold.
+  3. The events are snapped to what a `.sjx` file stores (8-bit vectors by default), rendered at
+     unit gain, and their gains refit (`gains.py`): non-negative least squares on the window's
+     first half, then events that only add L1 error are dropped, then the whole window is scaled
+     by the alpha in [0, 1] that makes the DECODED audio's spectral L1 error (on the mixed audio,
+     at the model's STFT and at 2048/256) smallest without raising it.  Adding a window therefore
+     never makes the decoded file worse: for any input, explained >= 0, and each window's step
+     is <= 0 (`EncodeInfo.decoded_l1_*`).
+  4. The window's spectrogram minus its events' (refit) spectrograms is WRITTEN BACK into the
+     shared spectrogram, so the next window (whose first half is this window's second half)
+     already has these events' tails removed.
+  5. Each event is recorded with its absolute frame s + k, its gain, fine offset and vector.
 
 Windows continue until every frame of the input lies in some window's first half; the end of the
 file is zero-padded (so a file shorter than one window is one padded window).  Only the part of the
 shared spectrogram that the next window still reads is kept: a rolling (F, N) buffer whose first
 half is the previous window's residual and whose second half is computed from the audio when the
 window arrives.  That is the same computation as one whole-file spectrogram with write-back, with
-memory bounded by one window whatever the file's length.
+spectrogram memory bounded by one window whatever the file's length (the audio itself, and the
+audio decoded so far for step 3's check, are held whole: 12 bytes per sample).
 
 Decoding renders each event exactly as the encoder saw it: at its frame RELATIVE to its window
 (window start = (frame // half) * half, half = N // 2), through the decoder, truncated at that
@@ -43,11 +54,20 @@ from flax import nnx
 
 from sparse_jax import metrics
 from sparse_jax.codec import events as events_lib
+from sparse_jax.codec import gains as gains_lib
+from sparse_jax.codec import sjx
 from sparse_jax.errors import UserError
 
 # Events rendered per decoder call: one compiled shape; a short last batch is padded with silent
 # (gain 0) events.
 RENDER_BATCH = 32
+
+# Besides the model's own STFT, adding a window must not raise the decoded error at the STFT the
+# benchmarks report (window 2048, hop 256; the same one at full size).
+REPORTED_STFT = (2048, 256)
+# A window whose positive peak is below this share of its absolute peak is scaled by the absolute
+# peak instead: the positive peak of a lopsided window (a DC offset, a negative click) can be ~0.
+_LOPSIDED = 0.25
 
 # Jitted functions, keyed by (model config JSON, kind, static arguments).  Two Codecs of the same
 # config have structurally identical graphs, so they can share the compiled code; parameters are
@@ -69,6 +89,13 @@ class EncodeInfo:
     kept_W: int64 (W,), removal steps kept per window (the stopping rule's choice).
     event_window_E: int64 (E,), window index of each event of the returned EventSet.
     event_step_E: int64 (E,), removal step of each event within its window.
+    scale_W: float64 (W,), the factor the window's spectrogram was multiplied by for the model
+      (1 / its positive peak; 0 for a silent window, which the model never sees).
+    alpha_W: float64 (W,), the final scale of the window's refit gains (0: the window was left out).
+    resolutions: the (window, hop) STFTs of the decoded-error check, the model's first.
+    decoded_l1_before_WxR, decoded_l1_after_WxR: float64 (W, R), the decoded file's spectral L1
+      error (sum of ||S(x)| - |S(y)||) on the frames that window w's audio touches, before and
+      after adding its events; after <= before, always.
     seconds: wall-clock time of the encode.
   """
   window_starts_W: np.ndarray
@@ -77,6 +104,11 @@ class EncodeInfo:
   kept_W: np.ndarray
   event_window_E: np.ndarray
   event_step_E: np.ndarray
+  scale_W: np.ndarray = None
+  alpha_W: np.ndarray = None
+  resolutions: tuple = ()
+  decoded_l1_before_WxR: np.ndarray = None
+  decoded_l1_after_WxR: np.ndarray = None
   seconds: float = 0.0
 
 
@@ -144,9 +176,8 @@ def _inference_cfg(cfg):
 def _make_window_fn(graphs, cfg, n_steps: int):
   """The jitted removal loop on one window: (params, consts, spec_1xFxN, threshold) -> dict.
 
-  Every step's residual stays on the device so that the residual after the stopping step can be
-  picked there (one compiled function serves the fixed count, threshold < 0, and the threshold
-  rule); only that one (F, N) residual comes back to the host.
+  One compiled function serves the fixed count (threshold < 0) and the threshold rule: the loop
+  always runs every step, and the rule only picks how many of them are kept.
   """
   from sparse_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   mcfg = _inference_cfg(cfg)
@@ -154,7 +185,7 @@ def _make_window_fn(graphs, cfg, n_steps: int):
 
   def fn(g_params, g_consts, spec_1xFxN, threshold):
     model = nnx.merge(graphs.g_graph, g_params, g_consts)
-    dec = model_lib.decompose(model, spec_1xFxN, mcfg, keep_residuals=True, n_events=n_steps)
+    dec = model_lib.decompose(model, spec_1xFxN, mcfg, n_events=n_steps)
     initial = jnp.abs(spec_1xFxN[0, :, :half]).sum()
     safe = jnp.where(initial > 0, initial, 1.0)
     # A silent window has share 0 throughout (nothing to remove), never NaN.
@@ -164,10 +195,8 @@ def _make_window_fn(graphs, cfg, n_steps: int):
     # shares_S1 below it (0: the window is already below, no events), else all steps.
     below = shares_S1 < threshold
     k = jnp.where(below.any(), jnp.argmax(below), n_steps).astype(jnp.int32)
-    residual = jnp.where(k == 0, spec_1xFxN[0], dec.residuals_BxExFxN[0, jnp.maximum(k - 1, 0)])
     return dict(vectors=dec.vectors_BxExD[0], frames=dec.frames_BxE[0], gains=dec.gains_BxE[0],
-                fine=dec.fine_BxE[0], shares=shares_S1, initial=initial, residual=residual,
-                kept=k)
+                fine=dec.fine_BxE[0], shares=shares_S1, initial=initial, kept=k)
 
   return jax.jit(fn)
 
@@ -191,6 +220,47 @@ def _host_stft(audio_T: np.ndarray, start_frame: int, n: int, window: int, hop: 
   """
   seg = audio_T[start_frame * hop:start_frame * hop + n * hop + window]
   return metrics.stft_magnitude(seg, window, hop)[:, :n].astype(np.float32)
+
+
+def _level_scale(audio_T: np.ndarray) -> float:
+  """The factor that brings a window to the level the model was trained at; 0 for silence.
+
+  Training divides every segment by its positive peak (data/segments.py), so the model has only
+  seen windows whose largest sample is 1.  A lopsided window (a DC offset, a negative click) is
+  divided by its absolute peak instead, so a ~0 positive peak cannot blow it up.
+  """
+  top = float(np.abs(audio_T).max()) if audio_T.size else 0.0
+  if top == 0.0:
+    return 0.0
+  return 1.0 / max(float(audio_T.max()), _LOPSIDED * top)
+
+
+def _snap_to_file(vectors_KxD, offsets_K, hop: int, bits: int | None):
+  """The vectors and offsets a `.sjx` file of `bits` stores for these (None: unchanged).
+
+  The writer's own quantisers (sjx.py), so the encoder checks the audio the file decodes to.
+  Re-quantising a snapped vector can move its per-event scale once (the scale is the float16 just
+  above max|v| / Q), so it is applied until nothing changes, which makes the file's round trip
+  of the result exact.
+  """
+  vectors_KxD = np.asarray(vectors_KxD, np.float32)
+  offsets_K = np.asarray(offsets_K, np.float32)
+  if bits is None or not vectors_KxD.size:
+    return vectors_KxD, offsets_K
+  # pylint: disable=protected-access
+  for _ in range(4):
+    scales_K = sjx._vector_scales(vectors_KxD, bits)
+    snapped = sjx._dequantise_vectors(sjx._quantise_vectors(vectors_KxD, scales_K, bits), scales_K)
+    if np.array_equal(snapped, vectors_KxD):
+      break
+    vectors_KxD = snapped
+  offsets_K = sjx._dequantise_offsets(sjx._quantise_offsets(offsets_K, hop), hop)
+  return vectors_KxD, offsets_K
+
+
+def _file_gains(gains_K) -> np.ndarray:
+  """The gains a `.sjx` file stores (float16), as float64."""
+  return sjx._quantise_gains(np.asarray(gains_K)).astype(np.float64)  # pylint: disable=protected-access
 
 
 class Codec:
@@ -258,7 +328,7 @@ class Codec:
     """The removal loop on one window's spectrogram (F, N); returns numpy arrays.
 
     Keys: vectors (S, D), frames (S,) relative to the window, gains (S,), fine (S,), shares (S+1,),
-    initial (), residual (F, N) after the kept steps, kept () the number of kept steps.
+    initial (), kept () the number of kept steps.
     """
     fn = self._cached("window", int(n_steps))
     thr = np.float32(-1.0 if threshold is None else threshold)
@@ -291,9 +361,14 @@ class Codec:
     n_in = max(1, -(-int(n_audio_samples) // self.hop))
     return n_in, max(1, -(-n_in // self.half))
 
+  def resolutions(self) -> tuple:
+    """The (window, hop) STFTs at which a window may not raise the decoded error, model's first."""
+    own = (self.window, self.hop)
+    return (own,) if own == REPORTED_STFT else (own, REPORTED_STFT)
+
   def encode(self, audio_T, *, n_events: int | None = None,
-             residual_threshold: float | None = None, progress: bool = False,
-             return_info: bool = False, window_hook=None):
+             residual_threshold: float | None = None, bits: int | None = 8,
+             progress: bool = False, return_info: bool = False, window_hook=None):
     """Streams audio of any length through the model.
 
     Args:
@@ -302,17 +377,23 @@ class Codec:
         `residual_threshold` it is the most events per window.
       residual_threshold: if given, a window keeps events until its first-half residual L1 share
         (residual L1 / the window's initial first-half L1) falls below this value.
+      bits: the `.sjx` vector width the events will be written at (8 or 16): vectors and offsets
+        are snapped to that file's grid before the gains are fit and checked, so the written file
+        decodes to exactly the audio the encoder checked.  None: keep the exact values (the check
+        then holds for `decode` of the returned EventSet, and for a file up to its rounding).
       progress: draw a progress bar on stderr (for files of more than two windows).
       return_info: also return an `EncodeInfo` (per-window, per-step residual shares).
       window_hook: optional callable(w, start_frame, spec_in_FxN, residual_FxN), called after each
-        window with copies of its input spectrogram and its final residual (for tests, figures).
+        window with copies of its input spectrogram and the residual it writes back (the input
+        minus the magnitude spectrograms of its kept events at their final gains).
 
     Returns:
-      The EventSet (events in window order, then removal order; events with gain 0 or starting
-      after the end of the audio are left out: they make no sound), and the EncodeInfo if asked.
+      The EventSet (events in window order, then removal order; events whose refit gain is 0 or
+      that start after the end of the audio are left out: they make no sound), and the EncodeInfo
+      if asked.
 
     Raises:
-      UserError: empty or non-finite audio, or a bad event count / threshold.
+      UserError: empty or non-finite audio, or a bad event count / threshold / bits.
     """
     t0 = time.time()
     audio_T = np.asarray(audio_T, np.float32).reshape(-1)
@@ -327,58 +408,127 @@ class Codec:
                                                0 <= residual_threshold <= 1):
       raise UserError(f"--residual-threshold must be in [0, 1] (a share of the window's energy), "
                       f"got {residual_threshold}")
+    if bits is not None and bits not in sjx.SUPPORTED_BITS:
+      raise UserError(f"--bits must be one of {sjx.SUPPORTED_BITS}, got {bits}")
     n_in, n_windows = self.windows_for(audio_T.size)
-    # Enough zeros for the last window and the STFT frames that reach past its end.
-    padded_len = (n_windows - 1) * self.half * self.hop + self.n_samples + self.window
+    # Enough zeros for the last window and the STFT frames that reach past its end (at the
+    # model's STFT and at the reported one).
+    padded_len = ((n_windows - 1) * self.half * self.hop + self.n_samples
+                  + max(self.window, REPORTED_STFT[0]))
     padded_T = np.zeros(padded_len, np.float32)
     padded_T[:audio_T.size] = audio_T
+    # What `decode` will output, window by window: the decoded-error check compares against it.
+    decoded_T = np.zeros(padded_len, np.float64)
+    resolutions = self.resolutions()
 
     half = self.half
     spec_FxN = np.empty((self.n_bins, self.n_frames), np.float32)
     spec_FxN[:, :half] = _host_stft(padded_T, 0, half, self.window, self.hop)
     bar = Progress(n_windows, "encoding", enabled=progress and n_windows > 2)
     columns = {k: [] for k in ("frames", "gains", "fine", "vectors", "window", "step")}
-    starts, initials, shares, kept = [], [], [], []
+    rows = {k: [] for k in ("start", "initial", "shares", "kept", "scale", "alpha", "before",
+                            "after")}
     for w in range(n_windows):
       start = w * half
       spec_FxN[:, half:] = _host_stft(padded_T, start + half, self.n_frames - half,
                                       self.window, self.hop)
-      out = self.run_window(spec_FxN, n_steps, residual_threshold)
+      # The samples this window's frames read.
+      read_T = padded_T[start * self.hop:(start + self.n_frames - 1) * self.hop + self.window]
+      scale = _level_scale(read_T)
+      if scale > 0:
+        out = self.run_window(spec_FxN * np.float32(scale), n_steps, residual_threshold)
+        window = self._fit_window(out, start, n_in, audio_T.size, spec_FxN, padded_T,
+                                  decoded_T, bits, resolutions)
+        k, initial, shares = int(out["kept"]), float(out["initial"]) / scale, out["shares"]
+      else:
+        # Nothing in the audio this window reads: nothing an event could explain, so the model is
+        # not run (its events could only add sound to silence).
+        window = self._empty_window(spec_FxN, start, audio_T.size, padded_T, decoded_T,
+                                    resolutions)
+        k, initial = 0, float(np.abs(spec_FxN[:, :half]).sum())
+        shares = np.full(n_steps + 1, 1.0 if initial > 0 else 0.0)
       if window_hook is not None:
-        window_hook(w, start, spec_FxN.copy(), out["residual"].copy())
-      k = int(out["kept"])
-      absolute = start + out["frames"][:k].astype(np.int64)
-      keep = (out["gains"][:k] > 0) & (absolute < n_in)
-      columns["frames"].append(absolute[keep])
-      columns["gains"].append(out["gains"][:k][keep])
-      columns["fine"].append(out["fine"][:k][keep])
-      columns["vectors"].append(out["vectors"][:k][keep])
-      columns["window"].append(np.full(int(keep.sum()), w, np.int64))
-      columns["step"].append(np.flatnonzero(keep).astype(np.int64))
-      starts.append(start)
-      initials.append(float(out["initial"]))
-      shares.append(out["shares"].astype(np.float64))
-      kept.append(k)
+        window_hook(w, start, spec_FxN.copy(), window["residual"].copy())
+      for name in ("frames", "gains", "fine", "vectors", "step"):
+        columns[name].append(window[name])
+      columns["window"].append(np.full(window["frames"].size, w, np.int64))
+      for name, value in (("start", start), ("initial", initial), ("kept", k), ("scale", scale),
+                          ("shares", np.asarray(shares, np.float64)), ("alpha", window["alpha"]),
+                          ("before", window["before"]), ("after", window["after"])):
+        rows[name].append(value)
       # The write-back: the next window's first half is this window's residual second half.
-      spec_FxN[:, :half] = out["residual"][:, half:]
+      spec_FxN[:, :half] = window["residual"][:, half:]
       bar.update(w + 1)
     bar.close()
 
     cat = lambda name, dtype: np.concatenate(columns[name]).astype(dtype)
-    fine = np.clip(cat("fine", np.float32), -self.hop, self.hop)
     events = events_lib.EventSet(
-        frames=cat("frames", np.int64), offsets=fine, gains=cat("gains", np.float32),
+        frames=cat("frames", np.int64), offsets=cat("fine", np.float32),
+        gains=cat("gains", np.float32),
         vectors=np.concatenate(columns["vectors"]).reshape(-1, self.event_dim),
         sample_rate=self.sample_rate, hop=self.hop, window_samples=self.n_samples,
         n_audio_samples=int(audio_T.size), model_id=self.model_id, events_per_window=n_steps)
     if not return_info:
       return events
     info = EncodeInfo(
-        window_starts_W=np.asarray(starts, np.int64), initial_l1_W=np.asarray(initials),
-        shares_WxS1=np.stack(shares), kept_W=np.asarray(kept, np.int64),
-        event_window_E=cat("window", np.int64), event_step_E=cat("step", np.int64),
-        seconds=time.time() - t0)
+        window_starts_W=np.asarray(rows["start"], np.int64),
+        initial_l1_W=np.asarray(rows["initial"]), shares_WxS1=np.stack(rows["shares"]),
+        kept_W=np.asarray(rows["kept"], np.int64), event_window_E=cat("window", np.int64),
+        event_step_E=cat("step", np.int64), scale_W=np.asarray(rows["scale"]),
+        alpha_W=np.asarray(rows["alpha"]), resolutions=resolutions,
+        decoded_l1_before_WxR=np.stack(rows["before"]),
+        decoded_l1_after_WxR=np.stack(rows["after"]), seconds=time.time() - t0)
     return events, info
+
+  def _fit_window(self, out, start, n_in, n_audio, spec_FxN, padded_T, decoded_T, bits,
+                  resolutions) -> dict:
+    """One window's events after the loop: snapped, rendered, gains refit and checked.
+
+    Adds the window's audio to `decoded_T` and returns its kept events (absolute frames) and the
+    residual to write back.
+    """
+    half, k = self.half, int(out["kept"])
+    relative_K = out["frames"][:k].astype(np.int64)
+    candidate = (out["gains"][:k] > 0) & (start + relative_K < n_in)
+    step_K = np.flatnonzero(candidate)
+    relative_K = relative_K[step_K]
+    vectors_KxD, offsets_K = _snap_to_file(
+        out["vectors"][step_K].reshape(-1, self.event_dim),
+        np.clip(out["fine"][step_K], -self.hop, self.hop), self.hop, bits)
+    if step_K.size == 0:
+      return self._empty_window(spec_FxN, start, n_audio, padded_T, decoded_T, resolutions)
+    unit_KxT = self.render(vectors_KxD, relative_K, np.ones(step_K.size, np.float32),
+                           offsets_K).astype(np.float64)
+    specs_KxFxN = np.stack([metrics.stft_magnitude(u, self.window, self.hop) for u in unit_KxT])
+    target_FxH = spec_FxN[:, :half]
+    gains_K = gains_lib.fit_gains(target_FxH, specs_KxFxN[:, :, :half])
+    gains_K = gains_lib.prune(target_FxH, specs_KxFxN[:, :, :half], gains_K)
+    a = start * self.hop
+    check = gains_lib.SafeScale(padded_T, decoded_T, gains_lib.mix(gains_K, unit_KxT), a, n_audio, resolutions)
+    alpha = check.best_alpha()
+    # The file stores gains as float16: check the gains it will hold, not alpha * gains.
+    final_K = _file_gains(alpha * gains_K) if alpha > 0 else np.zeros(step_K.size)
+    contribution_T = gains_lib.mix(final_K, unit_KxT)
+    after = check.errors_with(contribution_T)
+    if alpha > 0 and not check.acceptable(after[None])[0]:
+      final_K[:] = 0.0
+      contribution_T[:] = 0.0
+      alpha, after = 0.0, check.before
+    decoded_T[a:a + self.n_samples] += contribution_T
+    keep = final_K > 0
+    residual_FxN = (spec_FxN - np.einsum("k,kfn->fn", final_K, specs_KxFxN)).astype(np.float32)
+    return dict(frames=start + relative_K[keep], gains=final_K[keep].astype(np.float32),
+                fine=offsets_K[keep], vectors=vectors_KxD[keep], step=step_K[keep].astype(np.int64),
+                residual=residual_FxN, alpha=alpha, before=check.before, after=after)
+
+  def _empty_window(self, spec_FxN, start, n_audio, padded_T, decoded_T, resolutions) -> dict:
+    """A window that keeps no event: its input is written back as it is."""
+    check = gains_lib.SafeScale(padded_T, decoded_T, np.zeros(self.n_samples), start * self.hop,
+                                n_audio, resolutions)
+    return dict(frames=np.zeros(0, np.int64), gains=np.zeros(0, np.float32),
+                fine=np.zeros(0, np.float32), vectors=np.zeros((0, self.event_dim), np.float32),
+                step=np.zeros(0, np.int64), residual=spec_FxN.copy(), alpha=0.0,
+                before=check.before, after=check.before)
 
   # --------------------------------------------------------------------------------------------
   # Decoding.
