@@ -25,6 +25,7 @@ import uuid
 import numpy as np
 
 from sparse_jax import audio_io, metrics
+from sparse_jax import representation
 from sparse_jax.codec import edit, sjx
 from sparse_jax.errors import UserError
 
@@ -463,6 +464,21 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
         ("MR-STFT distance (original vs reconstruction)", f"{mrstft:.3f}"),
         ("perturbation length", f"{scale:.4g} (seed {seed})"),
     ]
+    # Representation health (sparse_jax/representation.py): are the events one sound at many
+    # levels, or do they differ?  Each event's own sound (rendered above) gives its centroid.
+    health = representation.summarize(
+        events.vectors, events.frames - info.event_window_E * codec.half, events.gains,
+        events_NxT=np.asarray(clips) if len(events) else None, sample_rate=sr)
+    if "effective_rank" in health:
+      summary += [
+          ("event vectors: effective rank", f"{health['effective_rank']:.2f} of "
+                                            f"{events.event_dim} dimensions"),
+          ("event vectors: mean |cosine|", f"{health['mean_abs_cosine']:.3f} (1: one direction)"),
+          (f"events in a window's first {representation.FIRST_FRAMES} frames",
+           f"{100 * health['first_frames_share']:.1f}%"),
+          ("spread of the events' spectral centroids",
+           f"{health['centroid_spread_octaves']:.2f} octaves"),
+      ]
     notes = []
     if total > audio_T.size:
       notes.append(f"Only the first {duration:.2f} s of the input are shown (every event gets a "
