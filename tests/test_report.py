@@ -159,3 +159,13 @@ document.body.setAttribute('data-probe', document.getElementById('event-player')
   assert 'data-probe="events/event_0001.wav|event 1: ' in dom
   assert '|playing"' in dom
   shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_report_summary_has_the_representation_health_figures(built):
+  page = (built[0] / "index.html").read_text()
+  rank = re.search(r"effective rank</td><td>([0-9.]+) of (\d+) dimensions", page)
+  assert rank and 1.0 <= float(rank.group(1)) <= int(rank.group(2))
+  cosine = re.search(r"mean \|cosine\|</td><td>([0-9.]+)", page)
+  assert cosine and 0.0 <= float(cosine.group(1)) <= 1.0
+  assert re.search(r"first 4 frames</td><td>[0-9.]+%", page)
+  assert re.search(r"spectral centroids</td><td>[0-9.]+ octaves", page)
