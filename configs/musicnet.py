@@ -62,6 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.loss = ml_collections.ConfigDict()
   c.loss.ramp_exponent = 8.0       # target weight on the second half: linspace(1, 0) ** this
+  c.loss.start_ramp_frames = 0     # target weight rising linearly over the first frames (losses.py)
   # 'sum': the paper's ||T_w - sum_j C_j||_1 - ||T_w||_1, every event's gradient sees the final
   # residual.  'per_step': the same value, each event scored against the residual it was chosen
   # from (matching pursuit's criterion; see losses.py).

@@ -14,12 +14,22 @@ pushes its mixes to 1.
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sparse_jax import signal
 
 
-def weighted_target_spec(audio_BxT: jax.Array, cfg, ramp_exponent: float) -> jax.Array:
+def weighted_target_spec(audio_BxT: jax.Array, cfg, ramp_exponent: float,
+                         start_ramp_samples: int = 0) -> jax.Array:
+  """|STFT| of the target times its weight: the second-half ramp, and optionally a linear rise
+  over the first `start_ramp_samples`.  Why the rise: a training window starts at a random
+  offset, mid-note, and the only event that can explain sound begun before the window is one at
+  frame 0; in streaming, the previous window's events explain it instead.  Weighting the start down
+  stops rewarding events that pile up at frame 0 for it."""
   w_T = signal.second_half_ramp(cfg.n_samples, ramp_exponent)
+  if start_ramp_samples:
+    w_T = w_T.copy()
+    w_T[:start_ramp_samples] *= np.linspace(0.0, 1.0, start_ramp_samples, endpoint=False)
   return signal.stft_magnitude(audio_BxT * w_T, cfg.window, cfg.hop)
 
 

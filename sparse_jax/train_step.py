@@ -110,7 +110,9 @@ def merge_generator(graphs: Graphs, g_params) -> SparseCodec:
 def generator_forward(graphs: Graphs, g_params, d_params, batch_BxT, rng, cfg):
   """Generator loss and what the discriminator step needs.  Returns (loss, aux)."""
   model = merge_generator(graphs, g_params)
-  target = losses.weighted_target_spec(batch_BxT, cfg.model, cfg.loss.ramp_exponent)
+  target = losses.weighted_target_spec(
+      batch_BxT, cfg.model, cfg.loss.ramp_exponent,
+      cfg.model.hop * cfg.loss.get("start_ramp_frames", 0))
   per_step = cfg.loss.get("energy_objective", "sum") == "per_step"  # older runs: "sum"
   dec = encode_audio(model, batch_BxT, cfg.model, target_spec_BxFxN=target if per_step else None)
   # Both objectives have the same value; they differ in what each event's gradient sees.

@@ -11,16 +11,14 @@ draws the batch of step n from (seed, n) alone.
 """
 import difflib
 import json
-import math
 import os
 import sys
-import time
 
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from sparse_jax import checkpoint, data, train_step
+from sparse_jax import checkpoint, data, progress as progress_lib, train_step
 from sparse_jax.errors import UserError
 
 
@@ -45,6 +43,9 @@ def validate_config(cfg) -> None:
        f"loss.energy_objective={cfg.loss.get('energy_objective')!r} must be 'sum' or 'per_step'"),
       (cfg.optim.get("schedule", "constant") in ("constant", "cosine"),
        f"optim.schedule={cfg.optim.get('schedule')!r} must be 'constant' or 'cosine'"),
+      (0 <= cfg.loss.get("start_ramp_frames", 0) <= (m.n_samples // m.hop) // 2,
+       f"loss.start_ramp_frames={cfg.loss.get('start_ramp_frames')} must be in [0, "
+       f"{(m.n_samples // m.hop) // 2}] (the first half's frames)"),
       (cfg.loss.get("diversity_weight", 0.0) >= 0.0,
        f"loss.diversity_weight={cfg.loss.get('diversity_weight')} must be >= 0"),
       (0.0 <= cfg.loss.event_drop_prob < 1.0,
@@ -120,11 +121,15 @@ def rows_up_to(lines, step: int) -> list:
 
 
 class MetricWriter:
-  """JSON lines in workdir/metrics.jsonl, written by process 0 only."""
+  """JSON lines in workdir/metrics.jsonl, and the same scalars for TensorBoard in
+  workdir/tensorboard/ (tensorboardX: no TensorFlow), written by process 0 only."""
 
   def __init__(self, workdir: str):
     self.path = os.path.join(workdir, "metrics.jsonl")
+    self.tb_dir = os.path.join(workdir, "tensorboard")
     self.enabled = jax.process_index() == 0
+    self._tb = None
+    self._purge_step = None
 
   def keep_up_to(self, step: int) -> None:
     """Drops the rows past `step`, which a run resumed from `step` computes (and logs) again."""
@@ -133,6 +138,8 @@ class MetricWriter:
     with open(self.path) as f:
       lines = f.readlines()
     kept = rows_up_to(lines, step)
+    # TensorBoard too hides its events past `step` of the run that is being resumed.
+    self._purge_step = step + 1
     if kept == lines:
       return
     tmp = self.path + ".tmp"  # rewritten whole and renamed: a kill now leaves one file or the other
@@ -146,23 +153,23 @@ class MetricWriter:
     row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
     with open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")
+    if self._tb is None:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(self.tb_dir, purge_step=self._purge_step, flush_secs=30)
+    for name, value in row.items():
+      if name != "step":
+        self._tb.add_scalar(f"train/{name}", value, step)
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
 
 
-class Progress:
-  """A one-line progress report with steps/s and ETA, for humans (stderr)."""
-
-  def __init__(self, first_step: int, last_step: int):
-    self.first, self.last = first_step, last_step
-    self.start = time.time()
-
-  def line(self, step: int, metrics: dict) -> str:
-    done = step - self.first
-    rate = done / max(time.time() - self.start, 1e-9)
-    eta = (self.last - step) / rate if rate > 0 else float("inf")
-    eta_s = "?" if math.isinf(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
-    return (f"step {step}/{self.last}  loss {metrics['loss']:.4g}  removed "
-            f"{metrics['removed_fraction']:.3f}  rank {metrics['effective_rank']:.2f}  "
-            f"{rate:.2f} steps/s  ETA {eta_s}")
+def metrics_line(step: int, last_step: int, metrics: dict) -> str:
+  """The line logged every `train.log_every` steps (steps/s and the ETA are on the bar)."""
+  return (f"step {step}/{last_step}  loss {metrics['loss']:.4g}  removed "
+          f"{metrics['removed_fraction']:.3f}  rank {metrics['effective_rank']:.2f}")
 
 
 def check_finite(step: int, metrics: dict) -> None:
@@ -172,8 +179,11 @@ def check_finite(step: int, metrics: dict) -> None:
                     "lower optim.generator_lr or resume from the last checkpoint")
 
 
-def train_and_evaluate(cfg, workdir: str, *, log=print) -> dict:
-  """Trains `cfg` in `workdir` (resuming if it holds checkpoints).  Returns the last metrics."""
+def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False) -> dict:
+  """Trains `cfg` in `workdir` (resuming if it holds checkpoints).  Returns the last metrics.
+
+  `progress`: a tqdm bar of the steps on stderr (process 0), with steps/s and the ETA.
+  """
   validate_config(cfg)
   n_dev = jax.device_count()
   if cfg.train.batch_size % n_dev:
@@ -214,7 +224,6 @@ def train_and_evaluate(cfg, workdir: str, *, log=print) -> dict:
   replicated = NamedSharding(mesh, P())
   state = jax.device_put(state, replicated)
   step_fn, batch_sharding = compile_step(cfg, graphs, mesh)
-  progress = Progress(start, cfg.train.num_steps)
   log(f"training {cfg.train.num_steps} steps on {n_dev} {jax.devices()[0].platform} device(s), "
       f"{source.total_seconds / 3600:.2f} h of audio, batch {cfg.train.batch_size}")
   if jax.process_count() > 1:
@@ -229,20 +238,28 @@ def train_and_evaluate(cfg, workdir: str, *, log=print) -> dict:
 
   pending = None  # (step, metrics on device): fetched after the next step is dispatched
   last = {}
+  bar = progress_lib.bar(cfg.train.num_steps, "training", initial=start, unit="step",
+                         enabled=progress and jax.process_index() == 0)
+  report = lambda step, metrics: _report(step, metrics, writer, cfg, log)
   with jax.set_mesh(mesh):
     for step in range(start, cfg.train.num_steps):
       state, metrics = step_fn(state, global_batch(step))
+      bar.update(1)
+      if step == start:  # the first call compiled the step: the ETA starts after it
+        progress_lib.restart_clock(bar)
       if pending is not None:
-        last = _report(*pending, writer, progress, cfg, log)
+        last = report(*pending)
       pending = (step + 1, metrics) if (step + 1) % cfg.train.log_every == 0 or (
           step + 1 == cfg.train.num_steps) else None
       if (step + 1) % cfg.train.checkpoint_every == 0 and step + 1 < cfg.train.num_steps:
         if pending is not None:
-          last = _report(*pending, writer, progress, cfg, log)
+          last = report(*pending)
           pending = None
         ckpt.save(step + 1, {"state": state, "data_step": np.asarray(step + 1, np.int64)})
     if pending is not None:
-      last = _report(*pending, writer, progress, cfg, log)
+      last = report(*pending)
+  bar.close()
+  writer.close()
   ckpt.save(cfg.train.num_steps, {"state": state,
                                   "data_step": np.asarray(cfg.train.num_steps, np.int64)},
             force=True)
@@ -250,13 +267,16 @@ def train_and_evaluate(cfg, workdir: str, *, log=print) -> dict:
   return last
 
 
-def _report(step, metrics, writer, progress, cfg, log):
+def _report(step, metrics, writer, cfg, log):
   host = {k: float(v) for k, v in jax.device_get(metrics).items()}
   check_finite(step, host)
   writer.write(step, host)
-  log(progress.line(step, host))
+  log(metrics_line(step, cfg.train.num_steps, host))
   return host
 
 
 def log_to_stderr(message: str) -> None:
-  print(message, file=sys.stderr, flush=True)
+  """A line on stderr that leaves the progress bar below it intact (tqdm.write)."""
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  tqdm.write(message, file=sys.stderr)
+  sys.stderr.flush()

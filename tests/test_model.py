@@ -131,6 +131,20 @@ def optax_norm(tree):
   return float(jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree.leaves(tree))))
 
 
+def test_target_weight_rises_over_the_start_ramp(tiny):
+  m = tiny[0].model
+  ramp = 10 * m.hop
+  noise = jnp.asarray(np.random.default_rng(0).standard_normal((1, m.n_samples)), jnp.float32)
+  got = losses.weighted_target_spec(noise, m, 8.0, start_ramp_samples=ramp)
+  w = signal.second_half_ramp(m.n_samples, 8.0).astype(np.float64)
+  w[:ramp] *= np.arange(ramp) / ramp  # 0 at the first sample, rising to 1 at the ramp's end
+  want = signal.stft_magnitude(jnp.asarray(np.asarray(noise) * w, jnp.float32), m.window, m.hop)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  plain = losses.weighted_target_spec(noise, m, 8.0)
+  assert float(got[..., 0].sum()) < 0.5 * float(plain[..., 0].sum())  # the start is weighted down
+  np.testing.assert_allclose(got[..., 20:], plain[..., 20:], rtol=1e-5, atol=1e-5)
+
+
 def test_drop_events_keeps_about_half_and_is_a_subset_sum():
   events = jnp.ones((64, 32, 8)) * jnp.arange(32.0)[None, :, None]
   mix = np.asarray(losses.drop_events(events, jax.random.key(0), 0.5))
