@@ -8,8 +8,10 @@ On held-out clips of the run's data, it prints the effective rank (see
 first-half frames of the first removal step (the clips' own spectrograms): the input spectrum
 (linear and log), the encoder's input projection, its stack output, the candidate vectors of
 every frame, then the vectors the removal loop actually chose over all its steps, and the decoder
-heads' hidden states for them.  It also splits the candidate vectors into the vector head's bias
-and the input-dependent part.  `--json PATH` writes the figures.
+heads' first layer for them.  It also compares the vectors' part of that first layer with its bias
+(at the paper's init scale the vectors start ten times below one Adam step of the bias), and
+splits the candidate vectors into the vector head's bias and the input-dependent part.
+`--json PATH` writes the figures.
 """
 import json
 import sys
@@ -63,6 +65,12 @@ def layer_ranks(cfg, graphs, g_params, clips_BxT: np.ndarray) -> dict:
       "chosen vectors (all steps)": _figures(chosen),
       "decoder heads' first layer (chosen)": _figures(np.swapaxes(np.asarray(x), 0, 1).reshape(
           -1, x.shape[-1])),
+      # How loudly the vector speaks in the decoder against the heads' first-layer bias (mean
+      # over heads): at the paper's scales it starts ~10x below what one Adam step moves the bias.
+      "decoder first layer: mean |W_in v| (chosen)": round(float(np.linalg.norm(
+          x - np.asarray(heads.b_in[...])[None], axis=-1).mean()), 4),
+      "decoder first layer: mean |b_in|": round(float(np.linalg.norm(
+          np.asarray(heads.b_in[...]), axis=-1).mean()), 4),
       "vector head bias norm": round(float(np.linalg.norm(bias)), 4),
       "candidate vectors' mean norm without bias": round(float(np.linalg.norm(
           np.asarray(vectors) - bias, axis=-1).mean()), 4),
