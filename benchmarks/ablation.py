@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
-from configs import quickstart  # pylint: disable=g-import-not-at-top
+from configs import musicnet, quickstart  # pylint: disable=g-import-not-at-top
 
 
 def _flatten(tree, prefix=""):
@@ -34,9 +34,16 @@ def _flatten(tree, prefix=""):
 
 
 def overrides(run_config: dict) -> list[str]:
-  """The `--config.X=Y` flags that turn configs/quickstart.py into this run's config."""
+  """The `--config.X=Y` flags that turn configs/quickstart.py into this run's config.
+
+  A field missing from an older run's config.json did not exist yet, so that run had the paper's
+  behaviour, which is what configs/musicnet.py:paper sets it to.
+  """
   base = _flatten(json.loads(quickstart.get_config().to_json()))
+  paper = _flatten(json.loads(musicnet.get_config("paper").to_json()))
   run = _flatten(run_config)
+  for k in base:
+    run.setdefault(k, paper.get(k, base[k]))
   return [f"--config.{k}={run[k]}" for k in sorted(run) if k not in base or run[k] != base[k]]
 
 

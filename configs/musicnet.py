@@ -4,8 +4,11 @@ Presets (`--config=configs/musicnet.py:PRESET`):
   (none)   The seed's system: the paper architecture (45.1M in the paper's count, 42.9M here
            without its two dead heads), trained with energy removal plus the adversarial loss on
            mixes in which each event is dropped with probability 0.5.  G Adam 1e-4, D Adam 1e-3,
-           batch 2, 2^17 samples at 22050 Hz, 32 events of 32 dims.
-  paper    The arXiv paper's recipe: the same model, energy removal only (no discriminator).
+           batch 2, 2^17 samples at 22050 Hz, 32 events of 32 dims.  With the collapse study's
+           recipe (README, "Representation health"): variance-preserving init of the hidden
+           layers, the per-step energy objective and the diversity penalty (weight 0.3).
+  paper    The arXiv paper's recipe: the same model, energy removal only (no discriminator),
+           U(+-0.02) init, the telescoped energy objective, no diversity penalty.
   tiny     A few-hundred-thousand-parameter model on 2^14-sample windows, for tests on a CPU.
 
 Commands:
@@ -54,7 +57,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.room_seed = 0
   c.model.fine_positioning = True  # sub-hop shift of +-1 hop from an MLP head
   c.model.init_scale = 0.02        # U(-s, s) for dense weights, as the paper's initialiser
-  c.model.fan_in_init = False      # True: hidden layers U(+-sqrt(3 / fan_in)) instead
+  # Hidden layers U(+-sqrt(3 / fan_in)) instead of U(+-init_scale): at 0.02 the event vectors
+  # start ~10x below one Adam step of the decoder's biases and collapse (README: representation
+  # health).  The paper preset keeps False.
+  c.model.fan_in_init = True
   c.model.vector_norm = "none"     # 'unit': candidate vectors at unit RMS; 'centred': centred
                                    # over the window's first-half frames, then unit RMS
   c.model.remat = True             # jax.checkpoint the scan body: memory O(1) in the step count
@@ -65,11 +71,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.loss.start_ramp_frames = 0     # target weight rising linearly over the first frames (losses.py)
   # 'sum': the paper's ||T_w - sum_j C_j||_1 - ||T_w||_1, every event's gradient sees the final
   # residual.  'per_step': the same value, each event scored against the residual it was chosen
-  # from (matching pursuit's criterion; see losses.py).
-  c.loss.energy_objective = "sum"
+  # from (matching pursuit's criterion; see model.decompose).
+  c.loss.energy_objective = "per_step"
   # Weight of the mean squared cosine between the batch's event vectors, in units of the
   # target's L1 (see train_step.py; 0: off, the paper).
-  c.loss.diversity_weight = 0.0
+  c.loss.diversity_weight = 0.3
   c.loss.adversarial = True
   c.loss.adversarial_weight = 1000.0
   c.loss.event_drop_prob = 0.5     # each event dropped before the discriminator's mix
@@ -104,7 +110,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg in (None, ""):
     return c
   if arg == "paper":
+    # Exactly the paper's recipe: energy removal only, its initialiser and objective.
     c.loss.adversarial = False
+    c.model.fan_in_init = False
+    c.loss.energy_objective = "sum"
+    c.loss.diversity_weight = 0.0
     return c
   if arg == "tiny":
     return tiny(c)

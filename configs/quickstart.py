@@ -5,9 +5,16 @@ r"""A CPU quickstart: a small codec that learns real removal on the embedded cla
   python eval.py --workdir runs/quickstart
 
 Windows of 2^15 samples (1.5 s at 22050 Hz), 32 events of 16 dims, a 64-channel encoder and a
-small decoder; energy removal only (the paper's recipe) with a higher learning rate than the
-paper's, which suits the short run.  Trained on the 2-core CPU of the development machine; the
-README gives the time and the measured curves.
+small decoder; energy removal only (no discriminator), with the collapse study's recipe inherited
+from configs/musicnet.py (variance-preserving init, per-step objective, diversity penalty 0.3),
+Adam 1e-3 decayed by a cosine to 1e-4 over 500 steps, batch 2.
+
+Where, how long, what it reached: the development machine's 2-core CPU (AMD EPYC, jax 0.10.2),
+500 steps in 23 min while sharing the cores with two other training runs (about 11 min on an
+idle machine at the 1.1 s/step measured there for 300 steps); on the 16 held-out clips of the
+embedded test split: effective rank 11.6 of 16, mean |cos| 0.28, 12.5% of events in a window's
+first 4 frames, energy removed 0.348 (sum of event spectrograms) and 0.345 (mixed audio),
+log-mel 0.52 (README, "Representation health", row `abl_fps_div03_cos500`).
 """
 from configs import musicnet
 
@@ -37,10 +44,11 @@ def get_config(arg: str | None = None):
   m.n_rooms = 8
   c.loss.adversarial = False
   c.optim.generator_lr = 1e-3
+  c.optim.schedule = "cosine"      # a short run ends on small, steady steps
   c.disc.n_layers = 5              # 128 first-half frames -> 4 (used if adversarial is set)
   m.remat = False                  # small enough to keep every step's activations
   c.train.batch_size = 2
-  c.train.num_steps = 300
+  c.train.num_steps = 500
   c.train.log_every = 20
   c.train.checkpoint_every = 250
   c.train.eval_clips = 16
