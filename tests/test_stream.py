@@ -308,16 +308,17 @@ def test_default_file_bitrate_at_full_size():
   assert kbps16 < 6.5
 
 
-def test_progress_bar_is_plain_text():
+def test_progress_bar_counts_to_its_total(monkeypatch):
   import io
-  stream_ = io.StringIO()
-  bar = stream.Progress(20, "encoding", stream=stream_)
+  import sys
+  monkeypatch.setattr(sys, "stderr", io.StringIO())
+  bar = stream.Progress(20, "encoding", unit="window")
   for i in range(1, 21):
     bar.update(i)
   bar.close()
-  lines = stream_.getvalue().splitlines()
-  assert 2 <= len(lines) <= 11 and lines[-1].startswith("encoding [#")
-  assert "20/20 100%" in lines[-1]
+  text = sys.stderr.getvalue()
+  # Into a file (not a terminal) tqdm redraws rarely: a few frames, the last one complete.
+  assert text.count("encoding:") <= 6 and "20/20" in text.splitlines()[-1]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -398,11 +399,14 @@ def test_no_event_sounds_before_its_frame(codec):
   """Pre-echo: an event decoded at frame k with fine offset f starts at hop*k + f, |f| <= hop.
 
   Events at several window-relative frames (window 1, so a wrap-around into the window's start
-  would show) and offsets (whole, fractional, both signs, the extremes), each decoded alone: before
-  hop * (k - 1), i.e. beyond the within-one-hop fine shift, the output stays below -100 dB of its
-  peak (the fractional shift's sinc ringing; measured below -130 dB here, and -86 dB on the trained
-  quickstart model's sharper attacks, where the old fine-shift order gave -20 to -44 dB up to
-  100 ms early).  Plucks: a Karplus-Strong string encoded, every kept event checked the same way.
+  would show) and offsets (whole, fractional, both signs, the extremes), each decoded alone: more
+  than 8 hops before hop * k (23 ms here), the output stays below -60 dB of its peak, where the
+  old fine-shift order gave -20 to -44 dB up to 100 ms early.  What remains is the paper's
+  fractional shift itself, a phase ramp: a sinc whose ringing falls as 1 / distance from a sharp
+  onset (-52 dB one hop early with the default recipe's sharper attacks; with the paper's init,
+  whose events were soft, below -100 dB) and, from an event cut off at the window's end, around
+  the 2T buffer (-67 dB).  Plucks: a Karplus-Strong string encoded, every kept event checked the
+  same way.
   """
   rng = np.random.default_rng(4)
   relative = np.array([0, 1, 5, 20, 60, 100, codec.half - 1, 3])
@@ -418,9 +422,9 @@ def test_no_event_sounds_before_its_frame(codec):
       y = codec.decode(events.select(np.arange(len(events)) == i))
       peak = np.abs(y).max()
       assert peak > 0
-      early = np.abs(y[:max(codec.hop * (int(events.frames[i]) - 1), 0)])
+      early = np.abs(y[:max(codec.hop * (int(events.frames[i]) - 8), 0)])
       if early.size:
-        assert early.max() < 1e-5 * peak, (i, events.frames[i], events.offsets[i],
+        assert early.max() < 1e-3 * peak, (i, events.frames[i], events.offsets[i],
                                            20 * np.log10(early.max() / peak))
 
   check(made)
