@@ -8,12 +8,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup test quickstart data clean-venv
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
 	# Declares pyaudio (live playback only, never imported here), which does not build headless.
 	$(BIN)/python -m pip install -q --no-deps "tinysoundfont>=0.3.7,<0.4"
+	# The package itself, editable: the `sparse-jax` command (its dependencies came just above).
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 setup: $(STAMP)

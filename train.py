@@ -103,7 +103,8 @@ def main(argv):
                                  process_id=_PROCESS_ID.value)
     elif _DISTRIBUTED.value:
       jax.distributed.initialize()  # the pod's own description of its hosts
-    training.train_and_evaluate(_CONFIG.value, _WORKDIR.value, log=training.log_to_stderr)
+    training.train_and_evaluate(_CONFIG.value, _WORKDIR.value, log=training.log_to_stderr,
+                                progress=True)
   except UserError as e:
     _fail(str(e))
 

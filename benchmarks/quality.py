@@ -4,13 +4,17 @@ r"""Quality at matched bitrate: the trained codec against Opus, MP3 and matching
   python benchmarks/quality.py --workdir runs/musicnet --musicnet-root /data/musicnet --clips 16
   python benchmarks/quality.py --workdir W --quick            # 2 clips: a smoke run
   python benchmarks/quality.py --workdir W --real DIR [DIR ...] [--events 8,16,32] [--no-visqol]
+      [--refine 20,100]
 
 --real measures real recordings instead (see "Real recordings" below and the README): a fixed,
 seeded subset of clips from any folders of wav/flac/ogg/mp3 files, our codec at several event
 counts per window (a quality-vs-bitrate curve), Opus at 6, 8 and 12 kbit/s, MP3 at 8 and matching
 pursuit at our bitrate, scored by spectral L1 explained (2048/256), log-mel, MR-STFT, SI-SDR and
 ViSQOL; it writes results.md, results.json and one real_<metric>.png per metric in --out
-(default benchmarks/results/real).
+(default benchmarks/results/real).  `--refine 20,100` adds rows for our codec at the largest event
+count with encode-time refinement (`encode --refine N`); they are opt-in because on the 2-core
+CPU they take far longer than the rest (see the README), and their "x realtime" column is the
+seconds of encode + decode per second of audio.
 
 For each held-out clip (`data.eval_clips` of the embedded classical set's test split, and of
 MusicNet's test recordings when --musicnet-root is given; clips are one model window long unless
@@ -341,12 +345,12 @@ def load_clip(clip: dict, sample_rate: int) -> np.ndarray:
   return audio_io.resample(audio_TxC.mean(axis=1), rate, sample_rate)
 
 
-def run_ours_at(codec, clip_T: np.ndarray, n_events: int) -> dict:
-  """Our codec at `n_events` per window, through its 8-bit `.sjx` bytes."""
+def run_ours_at(codec, clip_T: np.ndarray, n_events: int, refine: int = 0) -> dict:
+  """Our codec at `n_events` per window (refined by `refine` steps), through 8-bit `.sjx` bytes."""
   from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
   seconds = clip_T.size / codec.sample_rate
   t = time.perf_counter()
-  events = codec.encode(clip_T, n_events=n_events)
+  events = codec.encode(clip_T, n_events=n_events, refine=refine)
   data = sjx.encode_bytes(events, bits=8)
   decoded_T = codec.decode(sjx.decode_bytes(data, expected_model_id=codec.model_id))
   elapsed = time.perf_counter() - t
@@ -401,17 +405,26 @@ def real_metrics(ref_T, est_T, sample_rate: int, visqol_seconds: float | None) -
   return out
 
 
-def real_codecs(event_counts) -> dict:
+def real_codecs(event_counts, refine_steps=()) -> dict:
   """name -> label of every codec of the real-recording run, in table order."""
   labels = {f"ours_{e}": f"ours, {e} events/window" for e in event_counts}
+  top = max(event_counts)
+  labels.update({f"ours_{top}_r{n}": f"ours, {top} events/window, --refine {n}"
+                 for n in refine_steps})
   labels.update({f"opus_{k:g}": f"Opus {k:g}k" for k in REAL_OPUS_KBPS})
   labels[f"mp3_{REAL_MP3_KBPS:g}"] = f"MP3 {REAL_MP3_KBPS:g}k"
   labels["mp_rate"] = f"matching pursuit at our bitrate ({max(event_counts)} events/window)"
   return labels
 
 
+def _ours_setting(name: str) -> tuple:
+  """(events per window, refine steps) of a codec name `ours_E` or `ours_E_rN`."""
+  parts = name.split("_")
+  return int(parts[1]), (int(parts[2][1:]) if len(parts) > 2 else 0)
+
+
 def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_counts,
-                  visqol_seconds: float | None, log=print) -> dict:
+                  visqol_seconds: float | None, log=print, refine_steps=()) -> dict:
   from sparse_jax.baselines import classic_codecs  # pylint: disable=g-import-not-at-top
   sr = codec.sample_rate
   clips = choose_clips(folders, n_clips, clip_seconds)
@@ -420,11 +433,12 @@ def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_count
                     "pass folders that hold recordings")
   log(f"real recordings: {len(clips)} clips of up to {clip_seconds:g} s from "
       f"{', '.join(folders)}")
-  labels = real_codecs(event_counts)
-  # Compile the removal loop (one program per event count) and the renderer once, untimed.
+  labels = real_codecs(event_counts, refine_steps)
+  # Compile the removal loop (one program per event count) and the renderer once, untimed (and a
+  # refinement step; its other batch shapes compile on first use, a few seconds each).
   warm_T = 0.1 * np.sin(np.arange(codec.n_samples) * 0.05).astype(np.float32)
   for e in event_counts:
-    codec.encode(warm_T, n_events=e)
+    codec.encode(warm_T, n_events=e, refine=1 if refine_steps and e == max(event_counts) else 0)
   codec.render(np.zeros((1, codec.event_dim), np.float32), np.zeros(1, np.int64),
                np.ones(1, np.float32), np.zeros(1, np.float32))
   per_clip = {c: [] for c in labels}
@@ -433,7 +447,7 @@ def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_count
     for name in labels:
       t = time.perf_counter()
       if name.startswith("ours_"):
-        r = run_ours_at(codec, clip_T, int(name.split("_")[1]))
+        r = run_ours_at(codec, clip_T, *_ours_setting(name))
       elif name.startswith("opus_"):
         r = vars(classic_codecs.opus_roundtrip(clip_T, sr, float(name.split("_")[1])))
       elif name.startswith("mp3_"):
@@ -448,9 +462,11 @@ def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_count
       row.update(real_metrics(clip_T, decoded, sr, visqol_seconds))
       per_clip[name].append(row)
     ours = per_clip[f"ours_{max(event_counts)}"][-1]
+    refined = "".join(f", --refine {n} {per_clip[f'ours_{max(event_counts)}_r{n}'][-1]['explained']:+.3f}"
+                      for n in refine_steps)
     log(f"  clip {i + 1}/{len(clips)} {clip['path']} ({clip['seconds']:.1f} s): ours "
-        f"{ours['kbps']:.2f} kbit/s explained {ours['explained']:+.3f}, Opus 6k explained "
-        f"{per_clip['opus_6'][-1]['explained']:+.3f}")
+        f"{ours['kbps']:.2f} kbit/s explained {ours['explained']:+.3f}{refined}, Opus 6k "
+        f"explained {per_clip['opus_6'][-1]['explained']:+.3f}")
   codecs = {}
   for name, label in labels.items():
     rows = per_clip[name]
@@ -461,7 +477,8 @@ def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_count
     summary["explained_min"] = float(min(row["explained"] for row in rows))
     codecs[name] = summary
   return {"clips": clips, "clip_seconds": clip_seconds, "visqol_seconds": visqol_seconds,
-          "event_counts": list(event_counts), "codecs": codecs}
+          "event_counts": list(event_counts), "refine_steps": list(refine_steps),
+          "codecs": codecs}
 
 
 def real_markdown(report: dict) -> str:
@@ -494,19 +511,23 @@ def real_plots(folder: str, report: dict) -> list:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   d = report["real"]
-  families = {"ours": ("C0", "o-"), "opus": ("C1", "s-"), "mp3": ("C2", "^"), "mp_rate": ("C3", "D")}
+  families = {"ours": ("C0", "o-"), "refined": ("C4", "*"), "opus": ("C1", "s-"),
+              "mp3": ("C2", "^"), "mp_rate": ("C3", "D")}
+  family_of = lambda name: ("mp_rate" if name == "mp_rate" else
+                            "refined" if name.startswith("ours_") and "_r" in name else
+                            name.split("_")[0])
   names = []
   for key, title, higher in REAL_METRICS:
     if all(r[key] is None for r in d["codecs"].values()):
       continue
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for family, (colour, style) in families.items():
-      rows = [r for name, r in d["codecs"].items()
-              if (name.split("_")[0] if family != "mp_rate" else name) == family]
+      rows = [r for name, r in d["codecs"].items() if family_of(name) == family]
       if not rows:
         continue
       rows.sort(key=lambda r: r["kbps"])
       label = {"ours": "ours (--events " + ",".join(map(str, d["event_counts"])) + ")",
+               "refined": "ours, --refine " + ",".join(map(str, d.get("refine_steps", []))),
                "opus": "Opus 6/8/12k"}.get(family, rows[0]["label"])
       ax.plot([r["kbps"] for r in rows], [r[key] for r in rows], style, color=colour,
               label=label)
@@ -638,6 +659,9 @@ def parse_args(argv):
   p.add_argument("--events", default=None,
                  help=f"with --real: events per window of our codec, a comma list (default "
                  f"{REAL_EVENTS}): the quality-vs-bitrate curve")
+  p.add_argument("--refine", default="",
+                 help="with --real: also our codec at the largest --events with encode-time "
+                      "refinement of these step counts, a comma list (e.g. 20,100; opt-in: slow)")
   p.add_argument("--no-visqol", action="store_true", help="with --real: skip ViSQOL (slow)")
   p.add_argument("--visqol-seconds", type=float, default=None,
                  help=f"with --real: ViSQOL on each clip's first seconds (default "
@@ -650,7 +674,8 @@ def parse_args(argv):
       "clips": REAL_CLIPS, "seconds": REAL_SECONDS, "events": REAL_EVENTS,
       "visqol_seconds": REAL_VISQOL_SECONDS}
   if args.real is None:
-    for flag, value in (("--events", args.events), ("--visqol-seconds", args.visqol_seconds)):
+    for flag, value in (("--events", args.events), ("--visqol-seconds", args.visqol_seconds),
+                        ("--refine", args.refine or None)):
       if value is not None:
         p.error(f"{flag} goes with --real")
   else:
@@ -663,6 +688,12 @@ def parse_args(argv):
       p.error(f"--events must be a comma list of whole numbers, got {args.events!r}")
     if not args.event_counts or min(args.event_counts) < 1:
       p.error(f"--events must list counts of at least 1, got {args.events!r}")
+    try:
+      args.refine_steps = sorted({int(n) for n in args.refine.split(",") if n.strip()})
+    except ValueError:
+      p.error(f"--refine must be a comma list of whole numbers, got {args.refine!r}")
+    if args.refine_steps and min(args.refine_steps) < 1:
+      p.error(f"--refine must list step counts of at least 1, got {args.refine!r}")
     if args.visqol_seconds < 0:
       p.error("--visqol-seconds must be 0 or more")
     for folder in args.real:
@@ -702,7 +733,7 @@ def run_real(args, argv) -> dict:
       "machine": machine_line(), "command": "python benchmarks/quality.py " + " ".join(argv),
       "date": datetime.date.today().isoformat(),
       "real": evaluate_real(codec, args.real, args.clips, args.seconds, args.event_counts,
-                            visqol_seconds, log)}
+                            visqol_seconds, log, args.refine_steps)}
   report["wall_s"] = time.perf_counter() - start
   return report
 

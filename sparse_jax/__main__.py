@@ -1,15 +1,23 @@
-"""`python -m sparse_jax COMMAND ...`: the codec's command line.
+"""`sparse-jax COMMAND ...` (or `python -m sparse_jax COMMAND ...`): the codec's command line.
 
   encode IN.wav OUT.sjx --workdir DIR     streaming encode of any length into an event file
-  decode IN.sjx OUT.wav --workdir DIR     render the events back to audio
+                                           (--kbps R: a bitrate target; OUT.wav: a round trip;
+                                           IN and OUT folders: a whole tree)
+  decode IN.sjx OUT.wav --workdir DIR     render the events back to audio (--original-format,
+                                           --rescale; folders too)
   edit IN.sjx OUT.sjx [edits]              new vectors / times, perturb, drop, shift, JSON table
   info IN.sjx | info --config CFG          an event file's summary, or a config's parameter counts
-  report IN.wav --workdir DIR --out DIR    self-contained HTML page of one encoding
+  report IN.wav --workdir DIR --out DIR    an HTML report of one encoding: a folder holding
+                                           index.html, its audio and its figures
   build-data [--preset small|full]         render the embedded classical dataset (offline)
+
+`-` is standard input or output where the format allows it (audio in, .sjx in and out, WAV out).
 """
 import argparse
+import os
 import sys
 
+import sparse_jax
 from sparse_jax.codec import cli
 
 
@@ -20,8 +28,13 @@ def cmd_build_data(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python -m sparse_jax", description=__doc__,
+  # The installed `sparse-jax` command and `python -m sparse_jax` share this parser.
+  prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+  prog = "python -m sparse_jax" if prog in ("", "__main__.py", "-c") else prog
+  parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--version", action="version",
+                      version=f"%(prog)s {sparse_jax.__version__}")
   sub = parser.add_subparsers(dest="command", required=True)
   cli.register(sub)
   p = sub.add_parser("build-data", help="render the embedded classical dataset (offline)")

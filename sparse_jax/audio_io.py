@@ -4,6 +4,7 @@ Everything that touches an audio file on disk goes through here, so a bad file a
 one `UserError` line naming the file and the fix, and a crash never leaves a half-written output.
 """
 import contextlib
+import io
 import math
 import os
 import uuid
@@ -53,7 +54,7 @@ def load_audio(path, sample_rate: int) -> np.ndarray:
   """Reads any file libsndfile reads (wav/flac/ogg/mp3), downmixes to mono and resamples.
 
   Args:
-    path: the audio file.
+    path: the audio file, or a binary file object (standard input).
     sample_rate: the rate of the returned samples, in Hz.
 
   Returns:
@@ -62,22 +63,44 @@ def load_audio(path, sample_rate: int) -> np.ndarray:
   Raises:
     UserError: the file is missing, unreadable, in an unsupported format, or holds no samples.
   """
-  path = os.fspath(path)
-  if not os.path.exists(path):
-    raise UserError(f'{path}: no such audio file; check the path')
-  if os.path.isdir(path):
-    raise UserError(f'{path}: is a folder, not an audio file; pass a wav/flac/ogg/mp3 file')
+  audio_TxC, sr_in = read_audio(path)
+  return resample(downmix(audio_TxC), sr_in, sample_rate)
+
+
+def downmix(audio) -> np.ndarray:
+  """(T,) or (T, C) samples -> float32 (T,): the mean of the channels."""
+  audio = np.asarray(audio, np.float32)
+  return audio if audio.ndim == 1 else audio.mean(axis=1, dtype=np.float32)
+
+
+def read_audio(path):
+  """A file's samples as they are: (float32 (T, C), sample rate in Hz).
+
+  Args:
+    path: the audio file, or a binary file object such as standard input (read whole first:
+      libsndfile seeks).
+
+  Raises:
+    UserError: the file is missing, unreadable, in an unsupported format, or holds no samples.
+  """
+  if hasattr(path, 'read'):
+    name, source = '<stdin>', io.BytesIO(path.read())
+  else:
+    name = source = os.fspath(path)
+    if not os.path.exists(name):
+      raise UserError(f'{name}: no such audio file; check the path')
+    if os.path.isdir(name):
+      raise UserError(f'{name}: is a folder, not an audio file; pass a wav/flac/ogg/mp3 file')
   try:
-    audio_TxC, sr_in = sf.read(path, dtype='float32', always_2d=True)
-  except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as e:
+    audio_TxC, sr_in = sf.read(source, dtype='float32', always_2d=True)
+  except (sf.SoundFileError, sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
     reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-    reason = reason.replace(f'Error opening {path!r}: ', '').rstrip('.')
+    reason = reason.replace(f'Error opening {name!r}: ', '').rstrip('.')
     raise UserError(
-        f'{path}: cannot read audio ({reason}); convert it to WAV, FLAC, OGG or MP3') from e
+        f'{name}: cannot read audio ({reason}); convert it to WAV, FLAC, OGG or MP3') from e
   if audio_TxC.shape[0] == 0 or audio_TxC.shape[1] == 0:
-    raise UserError(f'{path}: the file holds no audio samples; pass a non-empty recording')
-  audio_T = audio_TxC.mean(axis=1, dtype=np.float32)
-  return resample(audio_T, sr_in, sample_rate)
+    raise UserError(f'{name}: the file holds no audio samples; pass a non-empty recording')
+  return audio_TxC, int(sr_in)
 
 
 @contextlib.contextmanager
@@ -135,3 +158,42 @@ def write_audio(path, audio_T, sample_rate: int, subtype=None):
     audio = np.clip(audio, -1.0, 1.0)
   with atomic_output(path) as tmp:
     sf.write(tmp, audio, int(sample_rate), subtype=subtype, format=container)
+
+
+def audio_bytes(audio_T, sample_rate: int, subtype=None, ext: str = '.wav') -> bytes:
+  """The bytes of the file `write_audio` would write for `ext` (for standard output).
+
+  libsndfile seeks back to finish a WAV header, which a pipe cannot do: the file is built in
+  memory, then written in one go.
+  """
+  container, default_subtype = _FORMATS[ext]
+  subtype = (subtype or default_subtype).upper()
+  audio = np.asarray(audio_T, dtype=np.float32)
+  if subtype in _INTEGER_SUBTYPES:
+    audio = np.clip(audio, -1.0, 1.0)
+  buffer = io.BytesIO()
+  sf.write(buffer, audio, int(sample_rate), subtype=subtype, format=container)
+  return buffer.getvalue()
+
+
+def clipped_samples(audio, subtype=None, ext: str = '.wav') -> int:
+  """How many samples writing `audio` as `ext` (with `subtype`) would clip: |x| > 1, unless float."""
+  subtype = (subtype or _FORMATS.get(ext, ('', 'PCM_16'))[1]).upper()
+  if subtype in ('FLOAT', 'DOUBLE'):
+    return 0
+  return int(np.count_nonzero(np.abs(np.asarray(audio)) > 1.0))
+
+
+def to_format(audio_T, sample_rate: int, out_rate: int, channels: int) -> np.ndarray:
+  """Mono audio at `sample_rate` resampled to `out_rate` and copied to `channels` channels.
+
+  Returns (T',) for one channel, else (T', channels): the codec is mono, so every channel holds
+  the same signal.  T' = round(T * out_rate / sample_rate), the input's length to within a sample.
+  """
+  audio_T = np.asarray(audio_T, np.float32).reshape(-1)
+  n = int(round(audio_T.size * int(out_rate) / int(sample_rate)))
+  out_T = resample(audio_T, sample_rate, out_rate)[:n]
+  out_T = np.pad(out_T, (0, n - out_T.size))
+  if channels <= 1:
+    return out_T
+  return np.repeat(out_T[:, None], int(channels), axis=1)

@@ -22,6 +22,10 @@ from sparse_jax.errors import UserError
 from sparse_jax.model import encode_audio
 
 
+# Clips whose original and reconstruction go to TensorBoard at each evaluation.
+AUDIO_EXAMPLES = 3
+
+
 def make_encoder(cfg, graphs):
   """A jitted (g_params, audio_BxT) -> the Decomposition and the decoder heads' raw outputs for
   each chosen vector (name -> (B, E, ...)), which the representation figures read."""
@@ -58,8 +62,13 @@ def reconstruction_metrics(clip_T: np.ndarray, recon_T: np.ndarray, sample_rate:
           "si_sdr": metrics.si_sdr(ref, est)}
 
 
-def evaluate_params(cfg, graphs, g_params, clips_NxT: np.ndarray, batch_size: int = 1) -> dict:
-  """Mean curves and metrics of one set of generator parameters over the clips."""
+def evaluate_params(cfg, graphs, g_params, clips_NxT: np.ndarray, batch_size: int = 1,
+                    audio_examples: list | None = None) -> dict:
+  """Mean curves and metrics of one set of generator parameters over the clips.
+
+  `audio_examples`: a list that gets (clip, sum of its events) for the first `AUDIO_EXAMPLES`
+  clips (for TensorBoard).
+  """
   run = make_encoder(cfg, graphs)
   curves, recon = [], []
   events = {"vectors": [], "frames": [], "gains": [], "audio": []}
@@ -70,6 +79,8 @@ def evaluate_params(cfg, graphs, g_params, clips_NxT: np.ndarray, batch_size: in
     for clip, ev, r in zip(chunk, dec.events_BxExT, dec.residual_l1_BxE):
       curves.append(energy_curves(clip, ev, r, cfg.model.window, cfg.model.hop))
       recon.append(reconstruction_metrics(clip, ev.sum(0), cfg.model.sample_rate))
+      if audio_examples is not None and len(audio_examples) < AUDIO_EXAMPLES:
+        audio_examples.append((np.asarray(clip), ev.sum(0)))
     # One window per clip, so the frames are already window-relative.
     for key, value in (("vectors", dec.vectors_BxExD), ("frames", dec.frames_BxE),
                        ("gains", dec.gains_BxE), ("audio", dec.events_BxExT)):
@@ -116,7 +127,9 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
   clips = data.eval_clips(source, n_clips, cfg.model.n_samples, seed=0)
   step = int(state.step)
   log(f"evaluating step {step} of {workdir} on {len(clips)} {split} clips")
-  results = {f"trained (step {step})": evaluate_params(cfg, graphs, state.g_params, clips)}
+  examples = []
+  results = {f"trained (step {step})": evaluate_params(cfg, graphs, state.g_params, clips,
+                                                       audio_examples=examples)}
   if compare_untrained:
     _, fresh = train_step.create_train_state(cfg)
     results["untrained"] = evaluate_params(cfg, graphs, fresh.g_params, clips)
@@ -131,6 +144,7 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
   os.replace(path + ".tmp", path)
   plot_curves(os.path.join(out_dir, "curve.png"), results,
               f"energy removal, {split} split, step {step}")
+  write_tensorboard(workdir, step, next(iter(results.values())), examples, cfg.model.sample_rate)
   for label, res in results.items():
     curve = res["sum_of_event_spectrograms"]
     log(f"{label}: removed after 1/8/{len(curve)} events: "
@@ -144,6 +158,23 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
           f"in a window's first {representation.FIRST_FRAMES} frames, centroid spread "
           f"{rep['centroid_spread_octaves']:.2f} octaves, {rep['silent_events']} silent events")
   return report
+
+
+def write_tensorboard(workdir: str, step: int, res: dict, examples, sample_rate: int) -> None:
+  """The evaluation's headline figures and a few clips (original, reconstruction) for
+  TensorBoard, beside the training scalars (workdir/tensorboard)."""
+  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  with SummaryWriter(os.path.join(workdir, "tensorboard")) as tb:
+    for name in ("sum_of_event_spectrograms", "spectrogram_of_summed_audio"):
+      tb.add_scalar(f"eval/removed_{name}", res[name][-1], step)
+    for name in ("mr_stft", "log_mel", "si_sdr"):
+      tb.add_scalar(f"eval/{name}", res[name], step)
+    for i, (clip, recon) in enumerate(examples):
+      # One scale for both, so they compare by ear; TensorBoard's audio takes [-1, 1].
+      peak = max(float(np.abs(clip).max()), float(np.abs(recon).max()), 1e-9)
+      for kind, audio in (("original", clip), ("reconstruction", recon)):
+        tb.add_audio(f"eval/clip_{i}/{kind}", np.asarray(audio, np.float32) / peak, step,
+                     sample_rate=sample_rate)
 
 
 def check_split(split: str) -> None:

@@ -279,20 +279,24 @@ def test_real_metrics_include_visqol():
 
 def test_quality_real_quick_on_generated_recordings(tiny_workdir, tmp_path):
   """`--real DIR --quick` end to end on the untrained model: every codec, every metric, one figure
-  per metric, and ours never decodes worse than silence on any clip."""
+  per metric, ours never decodes worse than silence on any clip, and `--refine 2` adds a row that
+  never decodes worse than the plain encode on any clip."""
   recordings = tmp_path / "recordings"
   _write_recordings(recordings)
   out = tmp_path / "real"
   proc = _run(["benchmarks/quality.py", "--workdir", tiny_workdir, "--real", str(recordings),
-               "--quick", "--no-visqol", "--out", str(out)])
+               "--quick", "--no-visqol", "--refine", "2", "--out", str(out)])
   report = json.loads((out / "results.json").read_text())
   _assert_finite_numbers(report)
   table = (out / "results.md").read_text()
   assert table in proc.stdout and "Command: `python benchmarks/quality.py" in table
   d = report["real"]
   assert len(d["clips"]) == 3 and d["event_counts"] == [2, 4] and d["visqol_seconds"] is None
-  assert set(d["codecs"]) == {"ours_2", "ours_4", "opus_6", "opus_8", "opus_12", "mp3_8",
-                              "mp_rate"}
+  assert set(d["codecs"]) == {"ours_2", "ours_4", "ours_4_r2", "opus_6", "opus_8", "opus_12",
+                              "mp3_8", "mp_rate"}
+  assert d["refine_steps"] == [2] and "--refine 2" in table
+  for plain, refined in zip(d["codecs"]["ours_4"]["per_clip"], d["codecs"]["ours_4_r2"]["per_clip"]):
+    assert refined["explained"] >= plain["explained"] - 1e-6
   for name, r in d["codecs"].items():
     assert r["label"] in table and len(r["per_clip"]) == 3
     for key in ("kbps", "file_kbps", "explained", "log_mel", "mr_stft", "si_sdr"):

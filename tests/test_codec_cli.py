@@ -1,5 +1,6 @@
 """Tests for the codec command line (sparse_jax/codec/cli.py), run in-process through `cli.main`."""
 import argparse
+import io
 import json
 import os
 import shutil
@@ -61,7 +62,7 @@ def test_encode_prints_summary_and_decode_keeps_duration(capsys, workdir, codec,
   assert code == 0, err
   assert "events" in out and "kbit/s" in out and "real-time factor" in out
   assert "residual energy left per window" in out and "over 5 windows" in out
-  assert "encoding [" in err  # the progress bar (5 windows)
+  assert "encoding:" in err and "5/5" in err  # the progress bar (5 windows)
   # Same input, same model: the same file.
   assert open(sjx_path, "rb").read() == open(tmp_path / "again.sjx", "rb").read()
 
@@ -436,3 +437,258 @@ def test_force_overwrites_real_outputs(capsys, workdir, encoded, tmp_path):
   code, _, err = run(capsys, "decode", sjx_path, out_wav, "--workdir", workdir, "--quiet", "-f")
   assert code == 0, err
   assert sf.info(str(out_wav)).frames == 33075
+
+
+# ------------------------------------------------------------------------------------------------
+# The codec as people expect a codec (issue 12): --version, a bitrate target, round trips,
+# the recording's format, clipping, standard input and output, folders.
+
+
+def own_events_wav(codec, path, seconds=1.5, sample_rate=44100, channels=2):
+  """A stereo 44.1 kHz file of the untrained model's own events: something it keeps events of."""
+  from test_stream import own_events  # pylint: disable=g-import-not-at-top
+  mono = own_events(codec, int(seconds * codec.sample_rate), every=7)
+  audio = audio_io.resample(0.5 * mono / np.abs(mono).max(), codec.sample_rate, sample_rate)
+  sf.write(path, np.repeat(audio[:, None], channels, 1), sample_rate, subtype="FLOAT")
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def rich(codec, tmp_path_factory):
+  return own_events_wav(codec, tmp_path_factory.mktemp("rich") / "rich.wav")
+
+
+def test_version_and_the_console_command(capsys):
+  import tomllib  # pylint: disable=g-import-not-at-top
+  import sparse_jax  # pylint: disable=g-import-not-at-top
+  from sparse_jax import __main__ as entry  # pylint: disable=g-import-not-at-top
+  with pytest.raises(SystemExit) as exit_info:
+    entry.main(["--version"])
+  assert exit_info.value.code == 0
+  assert capsys.readouterr().out.strip().endswith(sparse_jax.__version__)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+    project = tomllib.load(f)["project"]
+  assert project["scripts"]["sparse-jax"] == "sparse_jax.__main__:main"
+  # Every requirement of requirements.txt is a dependency of the package (or an extra).
+  declared = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
+  with open(os.path.join(root, "requirements.txt")) as f:
+    wanted = [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
+  assert sorted(wanted) == sorted(declared)
+
+
+def test_kbps_chooses_the_events_per_window(capsys, workdir, codec, rich, tmp_path):
+  n = audio_io.load_audio(rich, codec.sample_rate).size
+  shape = dict(n_audio_samples=n, sample_rate=codec.sample_rate, hop=codec.hop,
+               window_samples=codec.n_samples, event_dim=codec.event_dim, bits=8)
+  target = sjx.kbps_bound(3, **shape) + 0.01  # room for exactly 3 events per window
+  out = tmp_path / "k.sjx"
+  code, stdout, err = run(capsys, "encode", rich, out, "--workdir", workdir, "--kbps", target,
+                          "--quiet")
+  assert code == 0, err
+  info = cli.info_dict(str(out))
+  assert info["events_per_window_setting"] == 3 and info["events"] > 0
+  assert info["bitrate_kbps"] <= target and f"target {target:g}" in stdout
+  # A target below one event per window, and --kbps with --events: one line each.
+  for argv, message in (((*("--kbps", 0.01),), "lowest rate"),
+                        ((*("--kbps", 3, "--events", 4),), "pass one of them"),
+                        ((*("--kbps", -1),), "positive")):
+    code, _, err = run(capsys, "encode", rich, tmp_path / "x.sjx", "--workdir", workdir, *argv)
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+  assert not (tmp_path / "x.sjx").exists()
+
+
+def test_round_trip_writes_audio_and_no_sjx_unless_asked(capsys, workdir, codec, rich, tmp_path):
+  code, out, err = run(capsys, "encode", rich, tmp_path / "rt.wav", "--workdir", workdir,
+                       "--quiet", "--float")
+  assert code == 0, err
+  assert sorted(os.listdir(tmp_path)) == ["rt.wav"]
+  assert "kbit/s" in out and "decoded in" in out
+  code, _, err = run(capsys, "encode", rich, tmp_path / "rt2.wav", "--workdir", workdir,
+                     "--quiet", "--float", "--sjx", tmp_path / "rt2.sjx")
+  assert code == 0, err
+  decoded, rate = sf.read(tmp_path / "rt2.wav", dtype="float32")
+  np.testing.assert_array_equal(decoded, sf.read(tmp_path / "rt.wav", dtype="float32")[0])
+  np.testing.assert_allclose(decoded, codec.decode(sjx.read(tmp_path / "rt2.sjx")), atol=1e-7)
+  # Round-trip options on an event output are a mistake, said before the model loads.
+  code, _, err = run(capsys, "encode", rich, tmp_path / "e.sjx", "--workdir", BOGUS_WORKDIR,
+                     "--rescale")
+  assert code == 2 and "--rescale applies to a round trip" in err
+
+
+def test_original_format_restores_rate_and_channels(capsys, workdir, codec, rich, tmp_path):
+  src = tmp_path / "s.sjx"
+  assert run(capsys, "encode", rich, src, "--workdir", workdir, "--quiet")[0] == 0
+  events = sjx.read(src)
+  assert (events.source_sample_rate, events.source_channels) == (44100, 2)
+  info = cli.info_dict(str(src))
+  assert info["source_sample_rate"] == 44100 and info["source_channels"] == 2
+  code, out, err = run(capsys, "decode", src, tmp_path / "o.wav", "--workdir", workdir,
+                       "--original-format", "--float")
+  assert code == 0, err
+  assert "44100 Hz, 2 channels" in out
+  decoded, rate = sf.read(tmp_path / "o.wav", dtype="float32", always_2d=True)
+  assert rate == 44100 and decoded.shape == (sf.info(rich).frames, 2)
+  np.testing.assert_array_equal(decoded[:, 0], decoded[:, 1])
+  code, _, err = run(capsys, "decode", src, tmp_path / "p.wav", "--workdir", workdir, "--float")
+  assert code == 0, err
+  assert sf.info(str(tmp_path / "p.wav")).samplerate == 22050
+  assert sf.info(str(tmp_path / "p.wav")).channels == 1
+  # A file from before the format was stored (upper half of the length 0) decodes as it was.
+  old = tmp_path / "old.sjx"
+  sjx.write(old, events.replace(source_sample_rate=0, source_channels=0))
+  data = open(old, "rb").read()
+  assert data[20:24] == b"\0\0\0\0" and len(data) == os.path.getsize(src)
+  code, out, err = run(capsys, "decode", old, tmp_path / "q.wav", "--workdir", workdir,
+                       "--original-format")
+  assert code == 0, err
+  assert "does not store its recording's format" in out
+  assert sf.info(str(tmp_path / "q.wav")).samplerate == 22050
+
+
+def loud_events(codec, path, gain=600.0, n=12, seconds=1.5):
+  """A file of `n` of the model's events at a gain whose decoded peak is far above 1."""
+  rng = np.random.default_rng(0)
+  n_audio = int(seconds * codec.sample_rate)
+  events = sjx_events.EventSet(
+      frames=np.linspace(0, n_audio // codec.hop - 1, n).astype(np.int64),
+      offsets=np.zeros(n), gains=np.full(n, gain), vectors=rng.normal(size=(n, codec.event_dim)),
+      sample_rate=codec.sample_rate, hop=codec.hop, window_samples=codec.n_samples,
+      n_audio_samples=n_audio, model_id=codec.model_id)
+  sjx.write(path, events)
+  return str(path)
+
+
+def test_clipping_is_counted_and_rescale_avoids_it(capsys, workdir, codec, tmp_path):
+  src = loud_events(codec, tmp_path / "loud.sjx")
+  peak = float(np.abs(codec.decode(sjx.read(src))).max())
+  assert peak > 1.5
+  code, _, err = run(capsys, "decode", src, tmp_path / "c.wav", "--workdir", workdir)
+  assert code == 0
+  clipped = int(np.count_nonzero(np.abs(codec.decode(sjx.read(src))) > 1))
+  assert f"warning: {tmp_path / 'c.wav'}: {clipped} of" in err and "--rescale" in err
+  code, out, err = run(capsys, "decode", src, tmp_path / "r.wav", "--workdir", workdir, "-r")
+  assert code == 0 and "warning" not in err and "rescaled by" in out
+  rescaled = sf.read(tmp_path / "r.wav", dtype="float32")[0]
+  assert 0.98 < np.abs(rescaled).max() <= 0.99 + 1e-4
+  code, _, err = run(capsys, "decode", src, tmp_path / "f.wav", "--workdir", workdir, "--float")
+  assert code == 0 and "warning" not in err
+  assert np.abs(sf.read(tmp_path / "f.wav", dtype="float32")[0]).max() == pytest.approx(peak)
+  code, _, err = run(capsys, "decode", src, tmp_path / "x.wav", "--workdir", workdir, "--float",
+                     "-r")
+  assert code == 2 and "pass one of them" in err
+
+
+class _Stdin:
+  """Standard input holding `data` (the commands read sys.stdin.buffer)."""
+
+  def __init__(self, data):
+    self.buffer = io.BytesIO(data)
+
+
+def test_dash_is_standard_input_and_output(capsysbinary, monkeypatch, workdir, rich, encoded,
+                                           tmp_path):
+  def run_bytes(*argv, stdin=b""):
+    monkeypatch.setattr(sys, "stdin", _Stdin(stdin))
+    code = cli.main([str(a) for a in argv])
+    out, err = capsysbinary.readouterr()
+    return code, out, err.decode()
+
+  wav_bytes = open(rich, "rb").read()
+  assert run_bytes("encode", rich, tmp_path / "a.sjx", "--workdir", workdir, "--quiet")[0] == 0
+  code, out, err = run_bytes("encode", "-", "-", "--workdir", workdir, "--quiet",
+                             stdin=wav_bytes)
+  assert code == 0, err
+  assert out == open(tmp_path / "a.sjx", "rb").read() and "kbit/s" in err  # summary: stderr
+  code, wav_out, err = run_bytes("decode", "-", "-", "--workdir", workdir, "--float", stdin=out)
+  assert code == 0, err
+  code, _, err = run_bytes("decode", tmp_path / "a.sjx", tmp_path / "a.wav", "--workdir",
+                           workdir, "--float")
+  assert code == 0, err
+  # The same events decoded through stdout and into a file: the same audio (to float rounding:
+  # the decoder may run them in batches of another size).
+  from_stdout, sr_stdout = sf.read(io.BytesIO(wav_out), dtype="float32")
+  from_file, sr_file = sf.read(tmp_path / "a.wav", dtype="float32")
+  assert sr_stdout == sr_file and from_stdout.shape == from_file.shape
+  np.testing.assert_allclose(from_stdout, from_file, atol=1e-6)
+  code, info_out, err = run_bytes("info", "-", "--json", stdin=out)
+  assert code == 0 and json.loads(info_out)["bytes"] == len(out)
+  code, edited, err = run_bytes("edit", "-", "-", "--scale-gains", "0.5", stdin=out)
+  assert code == 0 and sjx.decode_bytes(edited).n_audio_samples == sjx.decode_bytes(
+      out).n_audio_samples and "gains x0.5" in err
+  code, _, err = run_bytes("decode", "-", tmp_path / "b.wav", "--workdir", workdir,
+                           stdin=b"not an sjx")
+  assert code == 2 and err.startswith("error: <stdin>: not an SJX file")
+
+
+def test_folders_mirror_the_tree_and_skip_failing_files(capsys, workdir, codec, tmp_path):
+  tree, out, dec = tmp_path / "in", tmp_path / "out", tmp_path / "dec"
+  (tree / "sub" / "deeper").mkdir(parents=True)
+  write_clicks(str(tree / "a.wav"), seconds=0.3)
+  (tree / "sub" / "broken.wav").write_text("not audio")  # fails in the middle of the batch
+  write_clicks(str(tree / "sub" / "deeper" / "c.flac"), seconds=0.3)
+  (tree / "notes.txt").write_text("not picked up")
+  code, stdout, err = run(capsys, "encode", tree, out, "--workdir", workdir)
+  assert code == 1
+  assert sorted(os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(out)
+                for f in fs) == ["a.sjx", os.path.join("sub", "deeper", "c.sjx")]
+  assert "encoded 2 of 3 files" in stdout
+  assert "1 file(s) failed" in err and os.path.join("sub", "broken.wav") + ": cannot read" in err
+  assert "encoding:" in err and "3/3" in err  # one bar for the whole tree
+  assert sjx.read(out / "a.sjx").source_sample_rate == 44100
+  # Decode the tree back, with a corrupt file in its middle; existing outputs need --force.
+  (out / "sub" / "bad.sjx").write_bytes(b"SJX\0garbage")
+  code, stdout, err = run(capsys, "decode", out, dec, "--workdir", workdir, "--float")
+  assert code == 1 and "decoded 2 of 3 files" in stdout and "bad.sjx: " in err
+  assert sf.info(str(dec / "sub" / "deeper" / "c.wav")).frames == sf.info(
+      str(tree / "a.wav")).frames // 2
+  assert not (dec / "sub" / "bad.wav").exists()
+  code, stdout, err = run(capsys, "decode", out, dec, "--workdir", workdir, "--quiet")
+  assert code == 1 and "decoded 0 of 3" in stdout and err.count("already exists") == 2
+  code, stdout, err = run(capsys, "decode", out, dec, "--workdir", workdir, "--quiet", "-f")
+  assert code == 1 and "decoded 2 of 3" in stdout
+  # No files to work on, or an output that is a file: one line before the model loads.
+  (tmp_path / "empty").mkdir()
+  code, _, err = run(capsys, "encode", tmp_path / "empty", tmp_path / "o",
+                     "--workdir", BOGUS_WORKDIR)
+  assert code == 2 and "holds no" in err
+  code, _, err = run(capsys, "encode", tree, tree / "a.wav", "--workdir", BOGUS_WORKDIR)
+  assert code == 2 and "is a file" in err
+
+
+def test_import_json_says_what_was_imported(capsys, tmp_path):
+  src = synthetic_sjx(tmp_path / "in.sjx")
+  assert run(capsys, "edit", src, tmp_path / "o.sjx", "--export-json", tmp_path / "t.json")[0] == 0
+  doc = json.loads((tmp_path / "t.json").read_text())
+  doc["events"][1]["gain"] = 0.0
+  doc["events"][2]["vector"][0] += 1
+  (tmp_path / "h.json").write_text(json.dumps(doc))
+  code, out, err = run(capsys, "edit", src, tmp_path / "h.sjx", "--import-json",
+                       tmp_path / "h.json")
+  assert code == 0, err
+  assert "imported 4 events from h.json: 1 gains, 1 vectors changed" in out
+  del doc["events"][0]
+  (tmp_path / "d.json").write_text(json.dumps(doc))
+  code, out, _ = run(capsys, "edit", src, tmp_path / "d.sjx", "--import-json", tmp_path / "d.json")
+  assert code == 0 and f"imported 3 events from d.json ({src} has 4)" in out
+
+
+def test_event_times_are_never_negative(capsys, tmp_path):
+  ev = sjx_events.EventSet(
+      frames=[0, 0, 3], offsets=[-60.0, 10.0, -30.0], gains=[1.0, 1.0, 1.0],
+      vectors=np.ones((3, 8)), sample_rate=22050, hop=64, window_samples=2**14,
+      n_audio_samples=22050, model_id=b"\x07" * 16)
+  assert ev.times_seconds.min() == 0.0 and ev.start_samples[0] == -60.0
+  doc = json.loads(edit.to_json(ev))
+  assert [row["time_s"] >= 0 for row in doc["events"]] == [True] * 3
+  back = edit.from_json(json.dumps(doc))  # frame, offset and the clamped time agree
+  np.testing.assert_array_equal(back.offsets, ev.offsets)
+
+
+def test_encode_and_decode_count_windows_alike(capsys, workdir, codec, tmp_path):
+  src = loud_events(codec, tmp_path / "many.sjx", gain=0.01, n=200)
+  events = sjx.read(src)
+  assert events.n_windows == codec.windows_for(events.n_audio_samples)[1] == 5
+  assert cli.info_dict(src)["windows"] == 5
+  code, _, err = run(capsys, "decode", src, tmp_path / "m.wav", "--workdir", workdir)
+  assert code == 0 and "decoding:" in err and "5/5" in err and "window" in err

@@ -200,7 +200,7 @@ def test_json_round_trip_is_exact():
   back = edit.from_json(text)
   assert back.same_as(ev)
   # One event a line: readable and diffable.
-  assert len(text.splitlines()) == len(ev) + 15
+  assert len(text.splitlines()) == len(ev) + 17  # 17: the frame, metadata (one field a line)
 
 
 def test_json_empty_and_via_sjx(tmp_path):

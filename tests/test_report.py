@@ -18,21 +18,6 @@ CHROMIUM = "/usr/bin/chromium"
 # The embedding pieces.
 
 
-def test_conditional_affinities_match_the_perplexity():
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(40, 5))
-  sq = (x * x).sum(1)
-  dist2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0)
-  p = report._conditional_p(dist2, perplexity=8.0)
-  np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-12)
-  assert np.all(np.diag(p) == 0)
-  entropy = -np.sum(np.where(p > 0, p * np.log(np.maximum(p, 1e-300)), 0), axis=1)
-  np.testing.assert_allclose(np.exp(entropy), 8.0, rtol=1e-3)
-  # Nearer points get more affinity (row 0: closest vs farthest neighbour).
-  d0 = dist2[0, 1:]
-  assert p[0, 1 + np.argmin(d0)] > p[0, 1 + np.argmax(d0)]
-
-
 def test_tsne_1d_separates_clusters_and_keeps_neighbours():
   rng = np.random.default_rng(1)
   centres = rng.normal(size=(3, 32)) * 10
@@ -62,16 +47,31 @@ def test_minmax_and_colours():
 # The page.
 
 
+def twelve_seconds(sample_rate, seed=0):
+  """12 s: plucked notes throughout, a noise burst at 6 s and a held chord at 9 s (what the issue's
+  sox-made test piece had, made here in code)."""
+  n = 12 * sample_rate
+  rng = np.random.default_rng(seed)
+  segment = sample_rate  # one second of notes at a time, each with its own seed
+  audio = np.concatenate([synthetic.note_sequence(2 * segment, sample_rate, seed=seed + k)[:segment]
+                          for k in range(12)])
+  burst = slice(6 * sample_rate, int(6.3 * sample_rate))
+  n_burst = burst.stop - burst.start
+  audio[burst] += 0.5 * rng.standard_normal(n_burst) * np.linspace(1, 0, n_burst)
+  t = np.arange(3 * sample_rate) / sample_rate
+  chord = sum(np.sin(2 * np.pi * f * t) for f in (262, 330, 392)) * np.exp(-t / 1.5) / 3
+  audio[9 * sample_rate:] += chord.astype(np.float32)
+  return (0.9 * audio[:n] / np.abs(audio).max()).astype(np.float32)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-  """A report of ~1.4 windows of notes, built through the command line."""
+  """A report of the whole of a 12 s file, built through the command line."""
   import soundfile as sf  # pylint: disable=g-import-not-at-top
   folder = tmp_path_factory.mktemp("report")
   codec = codec_fixtures.tiny_codec()
-  n = codec.n_samples
-  audio = np.concatenate([synthetic.note_sequence(n, codec.sample_rate, seed=1),
-                          0.5 * synthetic.note_sequence(n // 2, codec.sample_rate, seed=2)])
-  wav = str(folder / "notes.wav")
+  audio = twelve_seconds(codec.sample_rate)
+  wav = str(folder / "piece.wav")
   sf.write(wav, audio, codec.sample_rate, subtype="FLOAT")
   out = folder / "rep"
   code = cli.main(["report", wav, "--workdir", codec_fixtures.tiny_workdir(), "--out", str(out)])
@@ -80,31 +80,86 @@ def built(tmp_path_factory):
 
 
 def referenced_files(page):
-  return re.findall(r'(?:src|href|data-src)="([^"]+)"', page)
+  return re.findall(r'(?:src|href)="([^"]+)"', page)
 
 
-def test_report_files_exist_and_page_is_self_contained(built):
+def test_report_covers_the_whole_file_and_stays_light(built, capsys):
   out, audio = built
   page = (out / "index.html").read_text()
   names = referenced_files(page)
-  for expected in ("original.wav", "reconstruction.wav", "random_vectors.wav", "random_times.wav",
-                   "perturbed.wav", "timeline.png", "residual_steps.png", "energy_curve.png",
-                   "event_vectors.png"):
-    assert expected in names, expected
-  assert any(n.startswith("events/event_") for n in names)
-  for name in names:
-    assert (out / name).is_file(), name
+  assert sorted(names) == sorted([name for name, _ in report.AUDIO_FILES] + ["events.mp3"]
+                                 + list(report.FIGURES))
+  assert sorted(os.listdir(out)) == sorted(names + ["index.html"])  # nothing else in the folder
   assert "http:" not in page and "https:" not in page and "<script src" not in page
-  # Every event of the timeline has its clip, and nothing else is in events/.
-  clips = sorted(n for n in names if n.startswith("events/"))
-  assert sorted("events/" + f for f in os.listdir(out / "events")) == clips
+  # The whole file: 12 s, every window, points up to the end of the timeline.
   import soundfile as sf  # pylint: disable=g-import-not-at-top
-  original, rate = sf.read(out / "original.wav", dtype="float32")
-  np.testing.assert_array_equal(original, audio)
-  for name in ("reconstruction.wav", "random_times.wav"):
-    assert sf.info(str(out / name)).frames == audio.size
+  codec = codec_fixtures.tiny_codec()
+  for name, _ in report.AUDIO_FILES:
+    assert abs(sf.info(str(out / name)).duration - 12.0) < 0.05, name
+  windows = codec.windows_for(audio.size)[1]
+  assert f"in {windows} windows" in page and "12.00 s</td>" in page
+  times = [float(t) for t in re.findall(r'data-label="event \d+: ([0-9.]+) s', page)]
+  assert max(times) > 10.0
+  # Light: a few files, well under a megabyte (it was 29 MB and 512 WAV files for 12 s).
+  size = sum(os.path.getsize(out / name) for name in os.listdir(out))
+  assert size < 1.5e6, size
+  # Each clickable point names its clip inside events.mp3, in order, without overlaps.
+  spans = sorted((float(a), float(b)) for a, b in
+                 re.findall(r'data-start="([0-9.]+)" data-end="([0-9.]+)"', page))
+  assert 0 < len(spans) <= report.MAX_CLIPS
+  assert all(a < b <= c for (a, b), (c, _) in zip(spans, spans[1:] + [(1e9, 0)]))
+  assert spans[-1][1] <= sf.info(str(out / "events.mp3")).duration
+  # Axes with units, titles that say what is plotted.
+  assert "event time (s)" in page and "1-D t-SNE of the vector" in page
   # Nothing temporary left beside the report.
-  assert sorted(os.listdir(out.parent)) == ["notes.wav", "rep"]
+  assert sorted(os.listdir(out.parent)) == ["piece.wav", "rep"]
+
+
+def test_report_prints_its_progress(tmp_path, capsys):
+  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  codec = codec_fixtures.tiny_codec()
+  wav = str(tmp_path / "short.wav")
+  sf.write(wav, twelve_seconds(codec.sample_rate)[:3 * codec.sample_rate], codec.sample_rate)
+  code = cli.main(["report", wav, "--workdir", codec_fixtures.tiny_workdir(), "--out",
+                   str(tmp_path / "r"), "--max-seconds", "2"])
+  err = capsys.readouterr().err
+  assert code == 0
+  for stage in ("report: encoding 2.0 s", "encoding:", "report: t-SNE", "report: figures"):
+    assert stage in err, (stage, err)
+  page = (tmp_path / "r" / "index.html").read_text()
+  assert "2.00 s of 3.00 s (--max-seconds)" in page
+
+
+def test_figures_have_axes_with_units(built):
+  """The figure functions label what they plot (read back from matplotlib, not from pixels)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  labels = []
+  original = report._save
+
+  def keep(fig, path):
+    for ax in fig.axes:
+      labels.append((os.path.basename(path), ax.get_xlabel(), ax.get_ylabel(), ax.get_title()))
+    original(fig, path)
+
+  report._save = keep
+  try:
+    shares = np.array([[1.0, 0.8, 0.7], [1.0, 0.9, 0.85]])
+    report._energy_png(os.devnull, shares, np.array([2, 2]), 0, "window 1")
+    report._residual_png(os.devnull, [np.ones((5, 4)), 0.5 * np.ones((5, 4))],
+                         ["input", "after step 1"], 22050, 64, "title")
+    report._vectors_png(os.devnull, np.zeros((3, 8)), "vectors")
+  finally:
+    report._save = original
+    plt.close("all")
+  energy = [l for l in labels if l[3].startswith("Energy removed")]
+  assert energy and energy[0][1].startswith("removal step") and energy[0][2] == "energy removed (%)"
+  residual_axes = [l for l in labels if l[3] in ("input", "after step 1")]
+  assert all(l[1] == "time in window (s)" for l in residual_axes)
+  assert residual_axes[0][2] == "frequency (kHz)"
+  assert any("dB" in l[2] for l in labels)  # the shared colour bar
+  assert any(l[1] == "vector dimension" and l[2] == "event (removal order)" for l in labels)
 
 
 def test_a_finished_report_replaces_the_old_folder_in_one_step(tmp_path):
@@ -122,42 +177,48 @@ def test_a_finished_report_replaces_the_old_folder_in_one_step(tmp_path):
     report._replace_dir(str(fresh), str(tmp_path / "file"))
 
 
+def _chromium(tmp_path, *args, **kwargs):
+  return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                         "--disable-background-networking", "--disable-component-update",
+                         "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                         f"--user-data-dir={tmp_path / 'profile'}", *args],
+                        check=True, timeout=120, capture_output=True, **kwargs)
+
+
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium is not installed")
 def test_report_renders_in_headless_chromium(built, tmp_path):
   import matplotlib.image  # pylint: disable=g-import-not-at-top
   out, _ = built
   shot = tmp_path / "shot.png"
-  subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-                  f"--screenshot={shot}", "--window-size=1200,2000",
-                  f"file://{out / 'index.html'}"],
-                 check=True, timeout=120, capture_output=True)
+  _chromium(tmp_path, f"--screenshot={shot}", "--window-size=900,2400",
+            f"file://{out / 'index.html'}")
   pixels = matplotlib.image.imread(str(shot))[..., :3]
-  assert pixels.shape[:2] == (2000, 1200)
+  assert pixels.shape[:2] == (2400, 900)
   not_white = np.mean(np.any(pixels < 0.9, axis=-1))
   assert not_white > 0.05, not_white  # text, players, figures
-  # The spectrogram grid's dark colours are on the page (the figures loaded, not just the text).
+  # The spectrograms' dark colours are on the page (the figures loaded, not just the text).
   assert np.mean(np.all(pixels < 0.3, axis=-1)) > 0.005
-  # The inline script: clicking a point loads that event's clip into the player.
+  # A 900 px window: nothing wider than it (no sideways scrolling); clicking a point plays its
+  # clip out of events.mp3.
   probe = out / "probe.html"
   probe.write_text((out / "index.html").read_text().replace("</body>", """<script>
-var c = document.querySelectorAll('circle[data-src]')[1];
+var c = document.querySelectorAll('circle[data-start]')[1];
 c.dispatchEvent(new MouseEvent('click'));
-document.body.setAttribute('data-probe', document.getElementById('event-player').getAttribute('src')
-  + '|' + document.getElementById('event-label').textContent + '|' + c.getAttribute('class'));
+var p = document.getElementById('event-player');
+document.body.setAttribute('data-probe', p.getAttribute('src') + '|' + p.getAttribute('data-clip')
+  + '|' + document.getElementById('event-label').textContent + '|' + c.getAttribute('class')
+  + '|' + c.getAttribute('data-start') + '-' + c.getAttribute('data-end')
+  + '|' + (document.documentElement.scrollWidth <= window.innerWidth));
 </script></body>"""))
   try:
-    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                          "--disable-background-networking", "--disable-component-update",
-                          "--disable-sync", "--no-first-run",
-                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-                          f"file://{probe}"],
-                         check=True, timeout=120, capture_output=True, text=True).stdout
+    dom = _chromium(tmp_path, "--window-size=900,1000", "--dump-dom", f"file://{probe}",
+                    text=True).stdout
   finally:
     probe.unlink()
-  assert 'data-probe="events/event_0001.wav|event 1: ' in dom
-  assert '|playing"' in dom
+  probe_value = re.search(r'data-probe="([^"]*)"', dom).group(1).split("|")
+  assert probe_value[0] == "events.mp3" and probe_value[1] == probe_value[4]
+  assert probe_value[2].startswith("event ") and probe_value[3] == "playing"
+  assert probe_value[5] == "true", "the page scrolls sideways in a 900 px window"
   shutil.rmtree(tmp_path / "profile", ignore_errors=True)
 
 

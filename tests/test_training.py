@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -122,6 +123,12 @@ def test_train_then_eval_end_to_end(classical_tiny, tmp_path):
     assert all(np.isfinite(curve)) and all(c <= 1.0 for c in curve)
     assert np.isfinite(res["mr_stft"]) and np.isfinite(res["log_mel"])
   assert os.path.getsize(os.path.join(workdir, "eval", "curve.png")) > 1000
+  # TensorBoard: the training scalars, the evaluation's figures and two clips' audio.
+  assert list(_tensorboard_scalars(os.path.join(workdir, "tensorboard"), "train/loss")) == [3]
+  assert list(_tensorboard_scalars(os.path.join(workdir, "tensorboard"), "eval/mr_stft")) == [3]
+  audio = _tensorboard_audio(os.path.join(workdir, "tensorboard"))
+  assert sorted(audio) == ["eval/clip_0/original", "eval/clip_0/reconstruction",
+                           "eval/clip_1/original", "eval/clip_1/reconstruction"]
 
 
 def test_eval_on_a_missing_workdir_is_one_line(tmp_path):
@@ -174,6 +181,43 @@ def test_resume_drops_the_metrics_rows_it_computes_again(tiny_config, tmp_path):
   cfg.train.num_steps = 4
   training.train_and_evaluate(cfg, workdir, log=_quiet)
   assert _metric_steps(workdir) == [1, 2, 3, 4]
+  # The same scalars for TensorBoard, step 3 once: the resumed run purges the first run's.
+  loss = _tensorboard_scalars(os.path.join(workdir, "tensorboard"), "train/loss")
+  assert sorted(loss) == [1, 2, 3, 4]
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  assert [loss[r["step"]] for r in rows] == pytest.approx([r["loss"] for r in rows])
+
+
+def _tensorboard_events(folder):
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  for name in sorted(os.listdir(folder)):
+    with open(os.path.join(folder, name), "rb") as f:
+      data = f.read()
+    pos = 0
+    while pos < len(data):  # TFRecords: u64 length, u32 crc, the event, u32 crc
+      (n,) = struct.unpack_from("<Q", data, pos)
+      yield event_pb2.Event.FromString(data[pos + 12:pos + 12 + n])
+      pos += 16 + n
+
+
+def _tensorboard_audio(folder):
+  return {value.tag for event in _tensorboard_events(folder) for value in event.summary.value
+          if value.HasField("audio")}
+
+
+def _tensorboard_scalars(folder, tag):
+  """{step: value} of a tag as TensorBoard shows it: event files in order, a session START at
+  step T hiding the earlier files' steps >= T (a resumed run's purge)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  values = {}
+  for event in _tensorboard_events(folder):
+    if event.session_log.status == event_pb2.SessionLog.START:
+      values = {k: v for k, v in values.items() if k < event.step}
+    for value in event.summary.value:
+      if value.tag == tag:
+        values[event.step] = value.simple_value
+  return values
 
 
 def test_a_damaged_newest_checkpoint_is_set_aside_and_training_goes_on(tiny_config, tmp_path):

@@ -3,14 +3,22 @@
 Wired into `python -m sparse_jax` through `register(subparsers)`; `main(argv)` runs the same
 commands on their own (tests, scripts).  Usage:
 
-  encode IN.(wav|flac|ogg|mp3) OUT.sjx --workdir DIR [--events N] [--residual-threshold X]
-         [--bits 8|16] [--force]
-  decode IN.sjx OUT.wav --workdir DIR [--ignore-model-id] [--float] [--force]
+  encode IN.(wav|flac|ogg|mp3) OUT.sjx --workdir DIR [--events N | --kbps R]
+         [--residual-threshold X] [--bits 8|16] [--refine N] [--force]
+  encode IN.wav OUT.wav --workdir DIR [--sjx F.sjx] [decode options]   one-step round trip
+  encode DIR OUTDIR --workdir DIR                  a tree of audio files -> the same tree of .sjx
+  decode IN.sjx OUT.wav --workdir DIR [--original-format] [--rescale] [--float]
+         [--ignore-model-id] [--force]
+  decode DIR OUTDIR --workdir DIR                  a tree of .sjx files -> the same tree of .wav
   edit IN.sjx OUT.sjx [--random-vectors] [--random-times] [--perturb SCALE] [--drop I,J,...]
        [--drop-range T0:T1] [--shift SECONDS] [--scale-gains F] [--seed S]
        [--export-json F.json] [--import-json F.json] [--bits 8|16] [--force]
   info IN.sjx [--json]
-  report IN.wav --workdir DIR --out REPORT_DIR [--seed S] [--max-seconds X] [--force]
+  report IN.wav --workdir DIR --out REPORT_DIR [--seed S] [--max-seconds X] [--refine N] [--force]
+
+`-` stands for standard input or output where the format allows it: audio in (`encode -`), events
+in and out (`encode IN -`, `decode - OUT.wav`, `edit - -`, `info -`) and WAV out (`decode IN -`).
+Summaries then go to stderr, so standard output holds only the data.
 
 Bad input (unreadable audio, a corrupt / truncated / foreign `.sjx`, a missing checkpoint, a bad
 option value) prints one line `error: ...` on stderr and exits with status 2.  Outputs are written
@@ -27,43 +35,17 @@ import time
 
 import numpy as np
 
+from sparse_jax import api
 from sparse_jax.errors import UserError
 
 AUDIO_OUT_EXTENSIONS = (".wav", ".flac", ".ogg")
+# Standard input or output, where the format allows it.
+STDIO = "-"
+# `--rescale` scales a decoded peak above full scale to this (encodec's -r does the same).
+RESCALE_PEAK = 0.99
 
-# Codecs loaded in this process, keyed by the workdir's files: in-process callers (tests, a
-# notebook) running several commands on one workdir restore and compile once.
-_CODECS = {}
-
-
-def _workdir_key(workdir):
-  path = os.path.realpath(workdir)
-  parts = [path]
-  for name in ("config.json", "checkpoints"):
-    try:
-      st = os.stat(os.path.join(path, name))
-      parts.append((name, st.st_mtime_ns, st.st_size))
-    except OSError:
-      return None
-  try:
-    ckpts = os.path.join(path, "checkpoints")
-    parts.append(tuple(sorted((d, os.stat(os.path.join(ckpts, d)).st_mtime_ns)
-                              for d in os.listdir(ckpts))))
-  except OSError:
-    return None
-  return tuple(parts)
-
-
-def load_codec(workdir):
-  """`Codec.from_workdir`, cached per process while the workdir's files are unchanged."""
-  from sparse_jax.codec import stream  # pylint: disable=g-import-not-at-top
-  key = _workdir_key(workdir)
-  if key is not None and key in _CODECS:
-    return _CODECS[key]
-  codec = stream.Codec.from_workdir(workdir)
-  if key is not None:
-    _CODECS[key] = codec
-  return codec
+# The per-process codec cache lives in the Python API, which this module drives.
+load_codec = api.load_codec
 
 
 def _check_output_folder(path):
@@ -79,6 +61,8 @@ def _check_output_folder(path):
 def _check_output(path, force):
   """One line, before any real work, unless `path` can and may be written as a file."""
   path = os.fspath(path)
+  if path == STDIO:
+    return
   _check_output_folder(path)
   if os.path.isdir(path):
     raise UserError(f"{path}: is a folder; pass a file path")
@@ -87,7 +71,7 @@ def _check_output(path, force):
 
 
 def _check_audio_output(path, force):
-  ext = os.path.splitext(path)[1].lower()
+  ext = _audio_ext(path)
   if ext not in AUDIO_OUT_EXTENSIONS:
     raise UserError(f"{path}: cannot write {ext or 'extension-less'} audio; use "
                     f"{', '.join(AUDIO_OUT_EXTENSIONS)}")
@@ -100,16 +84,50 @@ def _check_seed(seed):
     raise UserError(f"--seed {seed}: must be >= 0; pass e.g. --seed 0")
 
 
+def _audio_ext(path):
+  """The audio format of an output path: standard output carries WAV."""
+  return ".wav" if path == STDIO else os.path.splitext(path)[1].lower()
+
+
 def _check_distinct(src, dst):
-  if os.path.abspath(src) == os.path.abspath(dst):
+  if STDIO not in (src, dst) and os.path.abspath(src) == os.path.abspath(dst):
     raise UserError(f"{dst}: the output would overwrite the input; choose another output path")
 
 
-def _file_bits(path):
-  """Bits per vector value of a `.sjx` file that `sjx.read` already accepted (header offset 32)."""
+def _read_events(path):
+  """(EventSet, bits per vector value, file bytes) of a `.sjx` file or standard input (`-`)."""
+  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  # Header offset 32 holds the bits; the reader accepted the file, so it is there.
+  if path == STDIO:
+    data = sys.stdin.buffer.read()
+    return sjx.decode_bytes(data, name="<stdin>"), data[32], len(data)
+  events = sjx.read(path)
   with open(path, "rb") as f:
     f.seek(32)
-    return f.read(1)[0]
+    bits = f.read(1)[0]
+  return events, bits, os.path.getsize(path)
+
+
+def _write_events(path, events, bits):
+  """Writes a `.sjx` file (atomically) or its bytes to standard output; returns the byte count."""
+  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  if path == STDIO:
+    data = sjx.encode_bytes(events, bits)
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return len(data)
+  sjx.write(path, events, bits=bits)
+  return os.path.getsize(path)
+
+
+def _shown(path):
+  """A path as summaries show it (standard output is no file name)."""
+  return "<stdout>" if path == STDIO else path
+
+
+def _say(args, text):
+  """A summary line: on stdout, unless stdout carries the command's data (`-`), then stderr."""
+  print(text, file=sys.stderr if getattr(args, "output", None) == STDIO else sys.stdout)
 
 
 def _write_text_atomic(path, text):
@@ -128,68 +146,209 @@ def _write_text_atomic(path, text):
 
 
 def windows_of(events):
-  """Events per streaming window of an EventSet: int64 (W,)."""
-  half = max(events.window_samples // events.hop // 2, 1)
-  n_in = max(1, -(-events.n_audio_samples // events.hop))
-  n_windows = max(1, -(-n_in // half))
-  counts = np.bincount(np.asarray(events.frames, np.int64) // half, minlength=n_windows)
-  return counts[:max(n_windows, len(counts))]
+  """Events per streaming window of an EventSet: int64 (W,), W = events.n_windows (the windows
+  the encoder made; an edit may move an event to the frame just past them, which is counted)."""
+  return np.bincount(events.window_E, minlength=events.n_windows)
 
 
 # ------------------------------------------------------------------------------------------------
 # Commands.
 
 
+def _check_decode_options(args, output):
+  """Decode options that do not fit the output, in one line, before anything is read."""
+  if args.float and _audio_ext(output) != ".wav":
+    raise UserError("--float writes 32-bit float samples, which only .wav holds; use OUT.wav")
+  if args.float and args.rescale:
+    raise UserError("--float keeps peaks above full scale and --rescale scales them away; pass "
+                    "one of them")
+
+
+def _fit_to_format(audio, args, ext):
+  """(audio, note, clipped): scaled below full scale with --rescale; else how many samples the
+  output format will clip (float WAVs clip none)."""
+  peak = float(np.abs(audio).max()) if audio.size else 0.0
+  subtype = "FLOAT" if args.float else None
+  if args.rescale and peak > RESCALE_PEAK:
+    audio = audio * np.float32(RESCALE_PEAK / peak)
+    return audio, f", rescaled by {RESCALE_PEAK / peak:.3f} (peak was {peak:.2f})", 0
+  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  return audio, "", audio_io.clipped_samples(audio, subtype, ext)
+
+
+def _clip_warning(name, clipped, n_samples):
+  return (f"warning: {name}: {clipped} of {n_samples} samples clipped at full scale; pass "
+          "--rescale (-r) to scale the output below it, or --float with a .wav to keep the peaks")
+
+
+def _write_decoded(codec, events, args):
+  """Decodes `events` into args.output (a file or `-`) with the decode options; prints a line."""
+  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  audio, rate = api.decode(codec, events, original_format=args.original_format,
+                           ignore_model_id=getattr(args, "ignore_model_id", False),
+                           progress=not args.quiet)
+  seconds = time.time() - start
+  ext = _audio_ext(args.output)
+  audio, note, clipped = _fit_to_format(audio, args, ext)
+  subtype = "FLOAT" if args.float else None
+  if args.output == STDIO:
+    sys.stdout.buffer.write(audio_io.audio_bytes(audio, rate, subtype=subtype, ext=ext))
+    sys.stdout.buffer.flush()
+  else:
+    audio_io.write_audio(args.output, audio, rate, subtype=subtype)
+  channels = 1 if audio.ndim == 1 else audio.shape[1]
+  if args.original_format and not events.source_sample_rate:
+    note += (", at the model's rate and mono: the file does not store its recording's format "
+             "(encoded before it was stored)")
+  _say(args, f"{_shown(args.output)}: {events.duration_seconds:.2f} s from {len(events)} events, "
+             f"{rate} Hz, {channels} channel{'s' if channels > 1 else ''}, decoded in "
+             f"{seconds:.2f} s{note}")
+  if clipped:
+    print(_clip_warning(_shown(args.output), clipped, audio.size), file=sys.stderr)
+
+
+def _encode_options(args):
+  """The encoder's options of an `encode` command, checked before the model is loaded."""
+  if args.kbps is not None and args.events is not None:
+    raise UserError("--kbps and --events both set the events per window; pass one of them")
+  if args.kbps is not None and not (math.isfinite(args.kbps) and args.kbps > 0):
+    raise UserError(f"--kbps {args.kbps:g}: must be a positive bitrate in kbit/s; pass e.g. "
+                    "--kbps 3")
+  return dict(kbps=args.kbps, n_events=args.events, residual_threshold=args.residual_threshold,
+              bits=args.bits, refine=_refine_steps(args.refine))
+
+
+def _refine_steps(text):
+  """--refine N as an int (0 when absent), or one line naming the fix."""
+  from sparse_jax.codec import refine  # pylint: disable=g-import-not-at-top
+  return 0 if text is None else refine.check_steps(text)
+
+
+def _encode_summary(args, name, events, info, n_bytes, seconds):
+  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  duration = events.duration_seconds
+  kbps = sjx.bitrate_kbps(n_bytes, duration_seconds=duration)
+  target = f", target {args.kbps:g}" if args.kbps is not None else ""
+  _say(args, f"{_shown(name)}: {len(events)} events ({events.events_per_window} per window at "
+             "most), "
+             f"{duration:.2f} s, {kbps:.2f} kbit/s ({args.bits}-bit{target}), real-time factor "
+             f"{seconds / duration:.3f} (encode {seconds:.2f} s incl. compilation / audio "
+             f"{duration:.2f} s)")
+  # The energy report (not stored in the file): first-half residual share left per window.
+  left = info.shares_WxS1[np.arange(len(info.kept_W)), info.kept_W]
+  _say(args, f"residual energy left per window (first-half L1 share): mean {left.mean():.3f}, "
+             f"min {left.min():.3f}, max {left.max():.3f} over {len(left)} windows")
+  if info.refine is not None:
+    _say(args, _refine_summary(info.refine))
+
+
+def _refine_summary(r):
+  """One line on what `--refine N` changed (RefineInfo)."""
+  (window, hop), plain, now = r.resolutions[-1], r.plain_error_R[-1], r.error_R[-1]
+  change = f"{100 * (now - plain) / plain:+.1f} %" if plain > 0 else "no change"
+  kept = ("the plain encode was kept (refined was worse on the whole file)" if r.fell_back else
+          f"{int(r.refined_W.sum())} of {len(r.refined_W)} windows took their refined events")
+  return (f"refined: {r.steps} steps per window in {r.seconds:.1f} s; {kept}; decoded spectral "
+          f"L1 error {change} ({window}/{hop} STFT)")
+
+
 def cmd_encode(args):
   from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
   from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
-  _check_output(args.output, args.force)
+  options = _encode_options(args)
+  if args.input != STDIO and os.path.isdir(args.input):
+    return _encode_folder(args, options)
+  # OUT.wav (.flac, .ogg): encodec's one-step round trip; the events go to --sjx if asked.
+  round_trip = args.output != STDIO and _audio_ext(args.output) in AUDIO_OUT_EXTENSIONS
+  if round_trip:
+    _check_audio_output(args.output, args.force)
+    _check_decode_options(args, args.output)
+    if args.sjx:
+      _check_output(args.sjx, args.force)
+      _check_distinct(args.input, args.sjx)
+  else:
+    _check_output(args.output, args.force)
+    used = [f for f, on in (("--sjx", args.sjx), ("--original-format", args.original_format),
+                            ("--rescale", args.rescale), ("--float", args.float)) if on]
+    if used:
+      raise UserError(f"{used[0]} applies to a round trip (encode IN OUT.wav); pass an audio "
+                      f"output or leave {used[0]} out")
   _check_distinct(args.input, args.output)
-  if not os.path.exists(args.input):
+  if args.input != STDIO and not os.path.exists(args.input):
     raise UserError(f"{args.input}: no such audio file; check the path")
   codec = load_codec(args.workdir)
-  audio = audio_io.load_audio(args.input, codec.sample_rate)
-  if audio.size > sjx.MAX_AUDIO_SAMPLES:
-    raise UserError(f"{args.input}: {audio.size} samples at {codec.sample_rate} Hz is more than a "
-                    f".sjx file holds ({sjx.MAX_AUDIO_SAMPLES}); split the recording")
+  audio, rate = audio_io.read_audio(sys.stdin.buffer if args.input == STDIO else args.input)
   start = time.time()
-  events, info = codec.encode(audio, n_events=args.events,
-                              residual_threshold=args.residual_threshold, bits=args.bits,
-                              progress=not args.quiet, return_info=True)
+  events, info = api.encode(codec, audio, rate, progress=not args.quiet, return_info=True,
+                            **options)
   seconds = time.time() - start
-  sjx.write(args.output, events, bits=args.bits)
-  duration = events.duration_seconds
-  kbps = sjx.bitrate_kbps(os.path.getsize(args.output), duration_seconds=duration)
-  print(f"{args.output}: {len(events)} events, {duration:.2f} s, {kbps:.2f} kbit/s "
-        f"({args.bits}-bit), real-time factor {seconds / duration:.3f} "
-        f"(encode {seconds:.2f} s incl. compilation / audio {duration:.2f} s)")
-  # The energy report (not stored in the file): first-half residual share left per window.
-  left = info.shares_WxS1[np.arange(len(info.kept_W)), info.kept_W]
-  print(f"residual energy left per window (first-half L1 share): mean {left.mean():.3f}, "
-        f"min {left.min():.3f}, max {left.max():.3f} over {len(left)} windows")
+  if round_trip and not args.sjx:
+    n_bytes = len(sjx.encode_bytes(events, args.bits))  # what the file would take: no file
+  else:
+    n_bytes = _write_events(args.sjx or args.output, events, args.bits)
+  _encode_summary(args, args.sjx or args.output, events, info, n_bytes, seconds)
+  if round_trip:
+    _write_decoded(codec, events, args)
+
+
+def _encode_folder(args, options):
+  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import batch, sjx  # pylint: disable=g-import-not-at-top
+  if args.sjx or args.original_format or args.rescale or args.float:
+    raise UserError("a folder encodes to .sjx files; --sjx and the decode options apply to one "
+                    "file (encode IN OUT.wav)")
+  batch.check_folders(args.input, args.output)
+  pairs = batch.plan(args.input, args.output, batch.AUDIO_IN_EXTENSIONS, ".sjx")
+  codec = load_codec(args.workdir)
+
+  def encode_one(src, dst):
+    audio, rate = audio_io.read_audio(src)
+    sjx.write(dst, api.encode(codec, audio, rate, **options), bits=args.bits)
+
+  failures = batch.run(pairs, encode_one, force=args.force, desc="encoding",
+                       enabled=not args.quiet)
+  return batch.summarize(len(pairs), failures, args.output, "encoded")
 
 
 def cmd_decode(args):
-  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
-  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  if args.input != STDIO and os.path.isdir(args.input):
+    return _decode_folder(args)
   _check_audio_output(args.output, args.force)
   _check_distinct(args.input, args.output)
-  if args.float and os.path.splitext(args.output)[1].lower() != ".wav":
-    raise UserError("--float writes 32-bit float samples, which only .wav holds; use OUT.wav")
-  events = sjx.read(args.input)  # Checks the file before the model is loaded.
+  _check_decode_options(args, args.output)
+  events, _, _ = _read_events(args.input)  # Checks the file before the model is loaded.
   codec = load_codec(args.workdir)
   codec.check_compatible(events, ignore_model_id=args.ignore_model_id)
-  start = time.time()
-  audio = codec.decode(events, ignore_model_id=args.ignore_model_id, progress=not args.quiet)
-  seconds = time.time() - start
-  peak = float(np.abs(audio).max()) if audio.size else 0.0
-  audio_io.write_audio(args.output, audio, codec.sample_rate,
-                       subtype="FLOAT" if args.float else None)
-  note = ""
-  if peak > 1 and not args.float:
-    note = f"; peak {peak:.2f} > 1 was clipped (use --float with a .wav to keep it)"
-  print(f"{args.output}: {events.duration_seconds:.2f} s from {len(events)} events, decoded in "
-        f"{seconds:.2f} s{note}")
+  _write_decoded(codec, events, args)
+
+
+def _decode_folder(args):
+  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import batch, sjx  # pylint: disable=g-import-not-at-top
+  _check_decode_options(args, "out.wav")
+  batch.check_folders(args.input, args.output)
+  pairs = batch.plan(args.input, args.output, (".sjx",), ".wav")
+  codec = load_codec(args.workdir)
+  clipped_files = []
+
+  def decode_one(src, dst):
+    events = sjx.read(src)
+    codec.check_compatible(events, ignore_model_id=args.ignore_model_id)
+    audio, rate = api.decode(codec, events, original_format=args.original_format,
+                             ignore_model_id=args.ignore_model_id)
+    audio, _, clipped = _fit_to_format(audio, args, ".wav")
+    audio_io.write_audio(dst, audio, rate, subtype="FLOAT" if args.float else None)
+    if clipped:
+      clipped_files.append(os.path.relpath(src, args.input))
+
+  failures = batch.run(pairs, decode_one, force=args.force, desc="decoding",
+                       enabled=not args.quiet)
+  if clipped_files:
+    print(f"warning: {len(clipped_files)} file(s) clipped at full scale (first: "
+          f"{clipped_files[0]}); pass --rescale (-r) to scale each below it, or --float to keep "
+          "the peaks", file=sys.stderr)
+  return batch.summarize(len(pairs), failures, args.output, "decoded")
 
 
 def _parse_drop(text):
@@ -231,15 +390,29 @@ def _edit_step(option, fn, *fn_args):
     raise UserError(f"{option}: {e}; pass a smaller value") from None
 
 
+def _imported(name, table, events, source):
+  """What `--import-json` brought in, compared with the input file's events, as a phrase."""
+  what = f"imported {len(table)} events from {os.path.basename(name)}"
+  if len(table) != len(events):
+    return f"{what} ({source} has {len(events)})"
+  changed = [(np.count_nonzero((table.frames != events.frames)
+                               | (table.offsets != events.offsets)), "times"),
+             (np.count_nonzero(table.gains != events.gains), "gains"),
+             (np.count_nonzero(np.any(table.vectors != events.vectors, axis=1)), "vectors")]
+  parts = [f"{n} {label}" for n, label in changed if n]
+  return f"{what}: {', '.join(parts) if parts else 'nothing'} changed"
+
+
 def cmd_edit(args):
-  from sparse_jax.codec import edit, sjx  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import edit  # pylint: disable=g-import-not-at-top
   _check_output(args.output, args.force)
   if args.export_json:
     _check_output(args.export_json, args.force)
   _check_distinct(args.input, args.output)
   _check_edit_values(args)
-  events = sjx.read(args.input)
-  bits = args.bits or _file_bits(args.input)
+  events, file_bits, _ = _read_events(args.input)
+  bits = args.bits or file_bits
+  done = []
   if args.import_json:
     try:
       with open(args.import_json) as f:
@@ -252,6 +425,10 @@ def cmd_edit(args):
     if any(getattr(table, k) != getattr(events, k) for k in same):
       raise UserError(f"{args.import_json}: its metadata (model, rate, hop, window, length) does "
                       f"not match {args.input}; export the table from that file")
+    done.append(_imported(args.import_json, table, events, args.input))
+    if not table.source_sample_rate:  # a table exported before the format was stored
+      table = table.replace(source_sample_rate=events.source_sample_rate,
+                            source_channels=events.source_channels)
     events = table
   duration = events.duration_seconds
   if args.shift is not None and abs(args.shift) > duration:
@@ -259,7 +436,6 @@ def cmd_edit(args):
                     f"event would leave it; pass a shift between -{duration:.2f} and "
                     f"{duration:.2f}")
   rng = np.random.default_rng(args.seed)
-  done = []
   try:
     if args.drop is not None or args.drop_range is not None:
       indices = _parse_drop(args.drop) if args.drop is not None else None
@@ -288,16 +464,15 @@ def cmd_edit(args):
     raise UserError(f"edit {args.input}: {e}") from None
   if args.export_json:
     _write_text_atomic(args.export_json, edit.to_json(events))
-  sjx.write(args.output, events, bits=bits)
-  print(f"{args.output}: {len(events)} events ({', '.join(done) or 'no edits'})")
+  _write_events(args.output, events, bits)
+  _say(args, f"{_shown(args.output)}: {len(events)} events ({', '.join(done) or 'no edits'})")
 
 
 def info_dict(path):
   """The summary that `info` prints, as a dict."""
   from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
-  events = sjx.read(path)
+  events, bits, size = _read_events(path)
   counts = windows_of(events)
-  size = os.path.getsize(path)
   duration = events.duration_seconds
   return {
       "file": path,
@@ -306,15 +481,20 @@ def info_dict(path):
       "bitrate_kbps": (round(sjx.bitrate_kbps(size, duration_seconds=duration), 3)
                        if duration > 0 else None),
       "bytes": size,
-      "bits": _file_bits(path),
+      "bits": bits,
       "model_id": events.model_id.hex(),
       "sample_rate": events.sample_rate,
       "hop": events.hop,
       "window_samples": events.window_samples,
       "event_dim": events.event_dim,
       "events_per_window_setting": events.events_per_window,
+      # Refined at encode time (encode --refine N): the flag bit of the header (sjx.py).
+      "refined": events.refined,
       "windows": int(len(counts)),
       "events_per_window": [int(c) for c in counts],
+      # The recording that was encoded (decode --original-format); None: not stored (older file).
+      "source_sample_rate": events.source_sample_rate or None,
+      "source_channels": events.source_channels or None,
   }
 
 
@@ -349,6 +529,7 @@ def cmd_report(args):
   if os.path.isdir(out) and os.listdir(out) and not args.force:
     raise UserError(f"{out}: already exists and is not empty; pass --force (-f) to replace it")
   _check_seed(args.seed)
+  refine_steps = _refine_steps(args.refine)
   if args.max_seconds is not None and not (math.isfinite(args.max_seconds)
                                            and args.max_seconds > 0):
     raise UserError(f"--max-seconds {args.max_seconds}: must be positive; pass e.g. "
@@ -362,7 +543,8 @@ def cmd_report(args):
     raise UserError(f"--max-seconds {args.max_seconds}: must be positive; pass e.g. "
                     "--max-seconds 10")
   index = report.write_report(audio, codec, args.out, seed=args.seed, max_samples=max_samples,
-                              source_name=os.path.basename(args.input))
+                              source_name=os.path.basename(args.input), progress=not args.quiet,
+                              refine=refine_steps)
   print(f"report written: {index}")
 
 
@@ -381,37 +563,69 @@ def _bits(text):
   return int(text)
 
 
+def _add_decode_options(p, when):
+  p.add_argument("--original-format", action="store_true",
+                 help=when + "write the encoded recording's sample rate and channel count (the "
+                      "file stores both; the mono signal goes to every channel)")
+  p.add_argument("--rescale", "-r", action="store_true",
+                 help=when + f"scale the output to a peak of {RESCALE_PEAK} if it would clip "
+                      "(default: clip, and say how many samples)")
+  p.add_argument("--float", action="store_true",
+                 help=when + "32-bit float .wav (keeps peaks above full scale)")
+
+
+def _add_refine(p, note=""):
+  # A string, checked by the command: a bad value is one `error:` line, not argparse's usage.
+  p.add_argument("--refine", default=None, metavar="N",
+                 help="refine each window's events by N steps of analysis by synthesis (Adam on "
+                      "vectors, gains and fine offsets against the decoded audio; slower, never "
+                      f"worse than without; default 0){note}")
+
+
 def register(subparsers, info_name: str = "info"):
   """Adds encode, decode, edit, info (under `info_name`) and report to an argparse subparsers."""
-  p = subparsers.add_parser("encode", help="audio file -> .sjx events (any length and rate)")
-  p.add_argument("input", help="audio file (wav, flac, ogg, mp3; any rate and channel count)")
-  p.add_argument("output", help="the .sjx file to write")
+  p = subparsers.add_parser(
+      "encode", help="audio -> .sjx events (any length, rate, channels); audio -> audio (a round "
+                     "trip); a folder -> a folder")
+  p.add_argument("input", help="audio file (wav, flac, ogg, mp3; any rate and channel count), "
+                               "- for standard input, or a folder of them")
+  p.add_argument("output", help="the .sjx file to write (- for standard output); an audio file "
+                                "(.wav, .flac, .ogg) for a round trip that writes no .sjx; a "
+                                "folder when the input is one")
   p.add_argument("--workdir", required=True, help="training workdir of the model")
   p.add_argument("--events", type=int, default=None,
                  help="events per window (default: the model's n_events); with "
                       "--residual-threshold, the most events per window")
+  p.add_argument("--kbps", "-b", type=float, default=None, metavar="RATE",
+                 help="bitrate target in kbit/s: the most events per window (up to the model's "
+                      "n_events) whose file stays at or below it")
   p.add_argument("--residual-threshold", type=float, default=None,
                  help="keep events until the window's first-half residual energy share falls "
                       "below this value (0..1)")
   p.add_argument("--bits", type=_bits, default=8, help="bits per vector value: 8 or 16")
+  p.add_argument("--sjx", default=None, metavar="F.sjx",
+                 help="with an audio output (a round trip): also write the events here")
+  _add_refine(p)
+  _add_decode_options(p, "with an audio output (a round trip): ")
   p.add_argument("--quiet", action="store_true", help="no progress bar")
   _add_force(p)
   p.set_defaults(fn=cmd_encode)
 
-  p = subparsers.add_parser("decode", help=".sjx events -> audio file")
-  p.add_argument("input", help="the .sjx file")
-  p.add_argument("output", help="audio file to write (.wav, .flac, .ogg)")
+  p = subparsers.add_parser("decode", help=".sjx events -> audio file; a folder -> a folder")
+  p.add_argument("input", help="the .sjx file, - for standard input, or a folder of them")
+  p.add_argument("output", help="audio file to write (.wav, .flac, .ogg; - for a WAV on standard "
+                                "output), or a folder (of .wav) when the input is one")
   p.add_argument("--workdir", required=True, help="training workdir of the model that encoded it")
   p.add_argument("--ignore-model-id", action="store_true",
                  help="decode even if another checkpoint encoded the file")
-  p.add_argument("--float", action="store_true", help="32-bit float .wav (no clipping)")
+  _add_decode_options(p, "")
   p.add_argument("--quiet", action="store_true", help="no progress bar")
   _add_force(p)
   p.set_defaults(fn=cmd_decode)
 
   p = subparsers.add_parser("edit", help="edit the events of a .sjx file")
-  p.add_argument("input", help="the .sjx file")
-  p.add_argument("output", help="the edited .sjx file to write")
+  p.add_argument("input", help="the .sjx file (- for standard input)")
+  p.add_argument("output", help="the edited .sjx file to write (- for standard output)")
   p.add_argument("--random-vectors", action="store_true",
                  help="replace every vector with a random one (U(min, max) of the file)")
   p.add_argument("--random-times", action="store_true", help="move every event to a random time")
@@ -436,19 +650,22 @@ def register(subparsers, info_name: str = "info"):
   p.set_defaults(fn=cmd_edit)
 
   p = subparsers.add_parser(info_name, help="summary of a .sjx file, or a config's parameters")
-  p.add_argument("input", nargs="?", default=None, help="the .sjx file")
+  p.add_argument("input", nargs="?", default=None, help="the .sjx file (- for standard input)")
   p.add_argument("--config", default=None,
                  help="print the parameter counts of configs/FILE.py[:preset] instead (JSON)")
   p.add_argument("--json", action="store_true", help="print JSON instead of aligned text")
   p.set_defaults(fn=cmd_info)
 
-  p = subparsers.add_parser("report", help="HTML report: players, timeline, per-step figures")
+  p = subparsers.add_parser("report", help="HTML report (a folder: index.html, its audio and "
+                                           "figures): players, timeline, per-step figures")
   p.add_argument("input", help="audio file")
   p.add_argument("--workdir", required=True, help="training workdir of the model")
   p.add_argument("--out", required=True, help="folder to write index.html and its files into")
   p.add_argument("--seed", type=int, default=0, help="seed of the edit experiments")
   p.add_argument("--max-seconds", type=float, default=None,
-                 help="use at most this much of the input (default: 4 model windows)")
+                 help="use at most this much of the input (default: all of it)")
+  _add_refine(p, " (the report shows the refined reconstruction beside the plain one)")
+  p.add_argument("--quiet", action="store_true", help="no progress")
   _add_force(p)
   p.set_defaults(fn=cmd_report)
 
@@ -461,14 +678,14 @@ def build_parser():
 
 
 def run(args):
-  """Runs a parsed command; returns the exit status (2 and one `error:` line on UserError)."""
+  """Runs a parsed command; returns the exit status: 0, 1 when files of a folder failed (they
+  are listed), 2 and one `error:` line on UserError."""
   try:
-    args.fn(args)
+    return args.fn(args) or 0
   except UserError as e:
     message = " ".join(str(e).split())
     print(f"error: {message}", file=sys.stderr)
     return 2
-  return 0
 
 
 def main(argv=None):

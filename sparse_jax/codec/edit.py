@@ -192,6 +192,8 @@ def scale_gains(events, factor, indices=None):
 # JSON.
 
 _META_FIELDS = ("sample_rate", "hop", "window_samples", "n_audio_samples", "events_per_window")
+# The recording's format (decode --original-format); optional, so older tables still load.
+_SOURCE_FIELDS = ("source_sample_rate", "source_channels")
 
 
 def _f32_text(x):
@@ -216,7 +218,7 @@ def to_json(events):
   Returns:
     The JSON text.
   """
-  meta = {name: getattr(events, name) for name in _META_FIELDS}
+  meta = {name: getattr(events, name) for name in _META_FIELDS + _SOURCE_FIELDS}
   meta["event_dim"] = events.event_dim
   meta["model_id"] = events.model_id.hex()
   times = events.times_seconds
@@ -277,6 +279,8 @@ def from_json(text, source="<json>"):
     if name not in meta:
       raise UserError(f'{where}: missing "{name}"; restore it from the exported file')
     values[name] = _number(meta[name], where, name, integer=True)
+  for name in _SOURCE_FIELDS:
+    values[name] = _number(meta.get(name, 0), where, name, integer=True)
   try:
     model_id = bytes.fromhex(meta.get("model_id", ""))
   except (TypeError, ValueError):
@@ -325,7 +329,7 @@ def from_json(text, source="<json>"):
                       f"move whole frames into frame")
     if "frame" in row and "time_s" in row:
       time_s = _number(row["time_s"], where, "time_s")
-      implied = (frame * hop + offset) / rate
+      implied = max(frame * hop + offset, 0.0) / rate  # as exported: never before 0
       if abs(time_s - implied) * rate > 0.5:
         raise UserError(f"{where}: time_s {time_s} disagrees with frame/offset ({implied:.6f} s); "
                         f"edit one of them and delete the other")

@@ -18,7 +18,22 @@ import numpy as np
 MAX_U16 = 2**16 - 1
 MAX_U32 = 2**32 - 1
 MAX_U64 = 2**64 - 1
+# events_per_window is a u16 whose top bit is the file's `refined` flag (sjx.py), so the count
+# itself stays below 2^15.
+MAX_EVENTS_PER_WINDOW = 2**15 - 1
 MODEL_ID_BYTES = 16
+
+
+def stream_windows(n_audio_samples: int, hop: int, window_samples: int) -> tuple[int, int]:
+  """(input frames, streaming windows) for `n_audio_samples` of audio: the one definition.
+
+  The streaming encoder slides a window of `window_samples` by half of it (half = window_samples
+  // hop // 2 frames) until every input frame (ceil(T / hop) of them) lies in some window's first
+  half; the decoder's progress, `info` and the report count windows with this same function.
+  """
+  half = max(int(window_samples) // int(hop) // 2, 1)
+  n_in = max(1, -(-int(n_audio_samples) // int(hop)))
+  return n_in, max(1, -(-n_in // half))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -37,6 +52,12 @@ class EventSet:
     n_audio_samples: length of the original audio in samples.
     model_id: 16 bytes identifying the checkpoint that produced the events.
     events_per_window: how many events the encoder takes per streaming window.
+    refined: the events were refined at encode time (`encode --refine N`, refine.py).  They are
+      ordinary events; the flag only says how they were made.
+    source_sample_rate: the sample rate of the recording that was encoded, in Hz (0: unknown).
+      `decode --original-format` resamples to it.
+    source_channels: that recording's channel count (0: unknown).  The codec is mono, so
+      `decode --original-format` writes the same signal to each channel.
   """
   frames: np.ndarray
   offsets: np.ndarray
@@ -48,6 +69,9 @@ class EventSet:
   n_audio_samples: int = 0
   model_id: bytes = bytes(MODEL_ID_BYTES)
   events_per_window: int = 32
+  refined: bool = False
+  source_sample_rate: int = 0
+  source_channels: int = 0
 
   def __post_init__(self):
     # Normalise dtypes first (frozen dataclass, hence object.__setattr__), then check values.
@@ -64,7 +88,8 @@ class EventSet:
     if vectors.ndim != 2:
       raise ValueError(f"vectors must have shape (E, D), got {vectors.shape}")
     set_("vectors", np.ascontiguousarray(vectors))
-    for name in ("sample_rate", "hop", "window_samples", "n_audio_samples", "events_per_window"):
+    for name in ("sample_rate", "hop", "window_samples", "n_audio_samples", "events_per_window",
+                 "source_sample_rate", "source_channels"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -73,6 +98,7 @@ class EventSet:
     if not isinstance(model_id, (bytes, bytearray)) or len(model_id) != MODEL_ID_BYTES:
       raise ValueError(f"model_id must be {MODEL_ID_BYTES} bytes, got {model_id!r}")
     set_("model_id", bytes(model_id))
+    set_("refined", bool(self.refined))
     self._validate()
 
   def _validate(self):
@@ -86,7 +112,9 @@ class EventSet:
     if not 1 <= self.event_dim <= MAX_U16:
       raise ValueError(f"event_dim must be in [1, {MAX_U16}], got {self.event_dim}")
     ranges = dict(sample_rate=(1, MAX_U32), hop=(1, MAX_U16), window_samples=(1, MAX_U32),
-                  n_audio_samples=(0, MAX_U64), events_per_window=(1, MAX_U16))
+                  n_audio_samples=(0, MAX_U64),
+                  events_per_window=(1, MAX_EVENTS_PER_WINDOW),
+                  source_sample_rate=(0, MAX_U32), source_channels=(0, MAX_U16))
     for name, (lo, hi) in ranges.items():
       value = getattr(self, name)
       if not lo <= value <= hi:
@@ -125,14 +153,29 @@ class EventSet:
     return self.n_audio_samples // self.hop
 
   @property
+  def n_windows(self):
+    """How many streaming windows cover the audio (`stream_windows`)."""
+    return stream_windows(self.n_audio_samples, self.hop, self.window_samples)[1]
+
+  @property
+  def window_E(self):
+    """int64 (E,): each event's streaming window (the window whose first half holds its frame)."""
+    half = max(self.window_samples // self.hop // 2, 1)
+    return self.frames // half
+
+  @property
   def start_samples(self):
     """float64 (E,): each event's start in samples, hop * frame + offset."""
     return self.frames.astype(np.float64) * self.hop + self.offsets.astype(np.float64)
 
   @property
   def times_seconds(self):
-    """float64 (E,): each event's start in seconds, (hop * frame + offset) / sample_rate."""
-    return self.start_samples / self.sample_rate
+    """float64 (E,): when each event is heard from, in seconds: (hop * frame + offset) / rate.
+
+    An event at frame 0 with a negative fine offset starts up to one hop before the audio; the
+    decoded file begins at 0, so that is when it is heard from: times are never before 0.
+    """
+    return np.maximum(self.start_samples, 0.0) / self.sample_rate
 
   @property
   def duration_seconds(self):
@@ -178,7 +221,7 @@ class EventSet:
     if not isinstance(other, EventSet):
       return False
     meta = ("sample_rate", "hop", "window_samples", "n_audio_samples", "model_id",
-            "events_per_window")
+            "events_per_window", "refined", "source_sample_rate", "source_channels")
     return (all(getattr(self, k) == getattr(other, k) for k in meta) and
             all(np.array_equal(getattr(self, k), getattr(other, k))
                 for k in ("frames", "offsets", "gains", "vectors")))

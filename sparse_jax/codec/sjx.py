@@ -14,10 +14,13 @@ Header (53 bytes):
   |        |      |       |                   | into at least 2 whole frames                  |
   |     12 |    4 | u32   | window_samples    | the model's analysis window, a power of two   |
   |        |      |       |                   | in [2^8, 2^24]                                |
-  |     16 |    8 | u64   | n_audio_samples   | length of the original audio, <= 2^32 - 1 and |
-  |        |      |       |                   | <= last event's frame * hop + 2 windows       |
+  |     16 |    4 | u32   | n_audio_samples   | length of the original audio (low half of a   |
+  |        |      |       |                   | u64), <= last event's frame * hop + 2 windows |
+  |     20 |    4 | u32   | source_format     | the recording's rate and channels (see below; |
+  |        |      |       |                   | the u64's high half, 0 in older files)        |
   |     24 |    2 | u16   | event_dim         | D, > 0                                        |
-  |     26 |    2 | u16   | events_per_window | events the encoder takes per window, > 0      |
+  |     26 |    2 | u16   | events_per_window | bits 0-14: events the encoder takes per       |
+  |        |      |       |                   | window, > 0; bit 15: refined (see below)      |
   |     28 |    4 | u32   | n_events          | E                                             |
   |     32 |    1 | u8    | bits              | bits per vector value: 8 or 16                |
   |     33 |   16 | bytes | model_id          | the checkpoint that encoded the file          |
@@ -37,6 +40,21 @@ Body (one column per field, events sorted by frame then offset; Q = 2^(bits-1) -
   |              | or i16     |         | v = code * s                                        |
 
 Trailer: u32 CRC32 (zlib) of every byte before it (header and body).
+
+The refined flag: bit 15 (0x8000) of events_per_window is set when the events were refined at
+encode time (`encode --refine N`, refine.py).  Refined events are ordinary events, so nothing else
+changes.  Before the flag existed the bit was always 0 (no encoder takes 32768 events per window;
+the count is now capped at 2^15 - 1), so old files read as unrefined; a reader that predates the
+flag still decodes a refined file exactly and only shows 32768 + the count as its setting.
+
+The source format: bits 0-20 of the u32 at offset 20 hold the encoded recording's sample rate in
+Hz, bits 21-31 its channel count, so `decode --original-format` can write the input's rate and
+channel count back.  The field was the upper half of n_audio_samples, a u64 whose value the format
+has always capped at 2^32 - 1, so in every older file it is 0, which reads as "unknown" (a
+`--original-format` decode then keeps the model's rate, mono); the file size is unchanged.  0 or a
+rate in [1000, 2^20] Hz with 1 to 1024 channels; anything else is read as the old u64 length and
+refused by the length check, exactly as before.  A reader that predates the field refuses a file
+that holds one in one line (its length check) rather than decoding it wrongly.
 
 The length is bounded by the events: n_audio_samples may reach at most two windows past the last
 event's frame (two windows in all for a file without events), so a few bytes cannot declare hours
@@ -75,6 +93,8 @@ SUPPORTED_BITS = (8, 16)
 # n_events, bits, model_id, frame_bytes.
 _HEADER = struct.Struct("<4sHIHIQHHIB16sI")
 HEADER_BYTES = _HEADER.size
+# Bit 15 of events_per_window: the events were refined at encode time (see the module docstring).
+REFINED_FLAG = 0x8000
 CRC_BYTES = 4
 # Offsets are quantised to int8 over [-hop, hop].
 OFFSET_LEVELS = 127
@@ -90,6 +110,9 @@ MIN_WINDOW_SAMPLES, MAX_WINDOW_SAMPLES = 2**8, 2**24
 MAX_AUDIO_SAMPLES = 2**32 - 1
 # How far past the last event's frame the audio may go, in windows (see the module docstring).
 TAIL_WINDOWS = 2
+# The source format (the u32 at offset 20): rate in bits 0-20, channels in bits 21-31.
+SOURCE_RATE_BITS = 21
+MAX_SOURCE_CHANNELS = 1024
 
 assert HEADER_BYTES == 53, HEADER_BYTES
 
@@ -125,6 +148,36 @@ def header_problem(sample_rate, hop, window_samples, n_audio_samples):
   if n_audio_samples > MAX_AUDIO_SAMPLES:
     return f"n_audio_samples {n_audio_samples} is more than the format's {MAX_AUDIO_SAMPLES}"
   return None
+
+
+def source_problem(source_sample_rate, source_channels):
+  """What makes a source format unstorable (one phrase), or None; both 0 means unknown."""
+  if source_sample_rate == 0 and source_channels == 0:
+    return None
+  if not (MIN_SAMPLE_RATE <= source_sample_rate <= MAX_SAMPLE_RATE
+          and 1 <= source_channels <= MAX_SOURCE_CHANNELS):
+    return (f"source format {source_sample_rate} Hz, {source_channels} channels is outside "
+            f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz and 1-{MAX_SOURCE_CHANNELS} channels")
+  return None
+
+
+def _pack_length(events):
+  """The u64 at offset 16: n_audio_samples, with the source format in its upper half."""
+  word = events.source_sample_rate | (events.source_channels << SOURCE_RATE_BITS)
+  return events.n_audio_samples | (word << 32)
+
+
+def _unpack_length(raw):
+  """(n_audio_samples, source rate, source channels) of the u64 at offset 16.
+
+  An upper half that is no plausible source format leaves the u64 whole, so the length check
+  refuses it as it always did (a 2^32-sample bomb stays a bomb).
+  """
+  word = raw >> 32
+  rate, channels = word & ((1 << SOURCE_RATE_BITS) - 1), word >> SOURCE_RATE_BITS
+  if word == 0 or source_problem(rate, channels):
+    return raw, 0, 0
+  return raw & MAX_AUDIO_SAMPLES, rate, channels
 
 
 def max_audio_samples(last_frame, hop, window_samples):
@@ -293,8 +346,9 @@ def encode_bytes(events, bits=8):
     ValueError: `bits` is not 8 or 16, or the header would be implausible (see `header_problem`).
   """
   _check_bits(bits)
-  problem = header_problem(events.sample_rate, events.hop, events.window_samples,
-                           events.n_audio_samples)
+  problem = (header_problem(events.sample_rate, events.hop, events.window_samples,
+                            events.n_audio_samples)
+             or source_problem(events.source_sample_rate, events.source_channels))
   if problem:
     raise ValueError(f"cannot write a .sjx file: {problem}")
   ev = _mark_the_end(events.sorted())
@@ -302,7 +356,8 @@ def encode_bytes(events, bits=8):
   frame_column = _encode_varints(deltas)
   scales_E = _vector_scales(ev.vectors, bits)
   header = _HEADER.pack(MAGIC, VERSION, ev.sample_rate, ev.hop, ev.window_samples,
-                        ev.n_audio_samples, ev.event_dim, ev.events_per_window, len(ev), bits,
+                        _pack_length(ev), ev.event_dim,
+                        ev.events_per_window | (REFINED_FLAG if ev.refined else 0), len(ev), bits,
                         ev.model_id, len(frame_column))
   body = b"".join([
       frame_column,
@@ -407,6 +462,9 @@ def decode_bytes(data, expected_model_id=None, name="<bytes>"):
     fail(f"truncated: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header", reencode)
   (_, _, sample_rate, hop, window_samples, n_audio_samples, event_dim, events_per_window, n_events,
    bits, model_id, frame_bytes) = _HEADER.unpack_from(data, 0)
+  n_audio_samples, source_sample_rate, source_channels = _unpack_length(n_audio_samples)
+  refined = bool(events_per_window & REFINED_FLAG)
+  events_per_window &= ~REFINED_FLAG
 
   for field, value in (("sample_rate", sample_rate), ("hop", hop),
                        ("window_samples", window_samples), ("event_dim", event_dim),
@@ -471,7 +529,8 @@ def decode_bytes(data, expected_model_id=None, name="<bytes>"):
         frames=frames.astype(np.int64), offsets=_dequantise_offsets(offset_codes, hop),
         gains=gains.astype(np.float32), vectors=_dequantise_vectors(codes, scales),
         sample_rate=sample_rate, hop=hop, window_samples=window_samples,
-        n_audio_samples=n_audio_samples, model_id=model_id, events_per_window=events_per_window)
+        n_audio_samples=n_audio_samples, model_id=model_id, events_per_window=events_per_window,
+        refined=refined, source_sample_rate=source_sample_rate, source_channels=source_channels)
   except ValueError as e:
     fail(f"corrupt: {e}", reencode)
 
@@ -514,6 +573,34 @@ def read_model_id(path):
 
 # ----------------------------------------------------------------------------------------------
 # Bitrate.
+
+
+def _worst_event_bytes(event_dim, bits):
+  """Bytes one event may cost: a frame gap of up to 2 bytes (below 16384 frames: events of the
+  same or the next window), the offset, gain, scale and vector."""
+  return 2 + 1 + 2 + 2 + event_dim * bits // 8
+
+
+def events_per_window_for_kbps(kbps, *, n_audio_samples, sample_rate, hop, window_samples,
+                               event_dim, bits=8):
+  """The most events per streaming window whose file stays at or below `kbps` (0: not even one).
+
+  The bound counts every window full, each frame gap at 2 bytes, and the silent end marker, so
+  the file the encoder writes (which drops events that would not help) is never above `kbps`.
+  """
+  n_windows = events_lib.stream_windows(n_audio_samples, hop, window_samples)[1]
+  per_event = _worst_event_bytes(event_dim, bits)
+  budget = kbps * 1000 / 8 * n_audio_samples / sample_rate - HEADER_BYTES - CRC_BYTES - per_event
+  return max(int(budget // (per_event * n_windows)), 0)
+
+
+def kbps_bound(events_per_window, *, n_audio_samples, sample_rate, hop, window_samples,
+               event_dim, bits=8):
+  """The most kbit/s a file of `events_per_window` events per window can take (the bound above)."""
+  n_windows = events_lib.stream_windows(n_audio_samples, hop, window_samples)[1]
+  per_event = _worst_event_bytes(event_dim, bits)
+  size = HEADER_BYTES + CRC_BYTES + per_event * (events_per_window * n_windows + 1)
+  return 8 * size / (n_audio_samples / sample_rate) / 1000
 
 
 def bitrate_kbps(source, bits=8, duration_seconds=None):

@@ -43,7 +43,6 @@ import dataclasses
 import logging
 import math
 import os
-import sys
 import time
 import types
 
@@ -53,6 +52,7 @@ import numpy as np
 from flax import nnx
 
 from sparse_jax import metrics
+from sparse_jax import progress as progress_lib
 from sparse_jax.codec import events as events_lib
 from sparse_jax.codec import gains as gains_lib
 from sparse_jax.codec import sjx
@@ -96,7 +96,8 @@ class EncodeInfo:
     decoded_l1_before_WxR, decoded_l1_after_WxR: float64 (W, R), the decoded file's spectral L1
       error (sum of ||S(x)| - |S(y)||) on the frames that window w's audio touches, before and
       after adding its events; after <= before, always.
-    seconds: wall-clock time of the encode.
+    seconds: wall-clock time of the encode (refinement included).
+    refine: with `encode(refine=N)`, a `refine.RefineInfo` (what refinement changed), else None.
   """
   window_starts_W: np.ndarray
   initial_l1_W: np.ndarray
@@ -110,40 +111,27 @@ class EncodeInfo:
   decoded_l1_before_WxR: np.ndarray = None
   decoded_l1_after_WxR: np.ndarray = None
   seconds: float = 0.0
+  refine: object = None
 
 
 class Progress:
-  """A plain-text progress bar on a stream (stderr): `\\r`-redrawn on a terminal, else a line per
-  10 %, so logs stay readable."""
+  """A bar counting to `total` (`update(done)` takes the count so far) on tqdm (progress.py).
 
-  def __init__(self, total: int, label: str, stream=None, enabled: bool = True):
-    self.total, self.label = max(int(total), 1), label
-    self.stream = stream or sys.stderr
-    self.enabled = enabled
-    self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-    self.start = time.time()
-    self.last_decile = -1
+  The first unit usually carries JAX's compilation, so the rate and ETA count from after it.
+  """
+
+  def __init__(self, total: int, label: str, enabled: bool = True, unit: str = "it"):
+    self.bar = progress_lib.bar(max(int(total), 1), label, enabled=enabled, unit=unit)
+    self._first = True
 
   def update(self, done: int):
-    if not self.enabled:
-      return
-    frac = min(done / self.total, 1.0)
-    elapsed = time.time() - self.start
-    eta = elapsed / frac - elapsed if frac > 0 else 0.0
-    bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-    text = f"{self.label} [{bar}] {done}/{self.total} {100 * frac:3.0f}% eta {eta:5.1f}s"
-    if self.tty:
-      self.stream.write("\r" + text)
-      self.stream.flush()
-    elif int(10 * frac) > self.last_decile:
-      self.last_decile = int(10 * frac)
-      self.stream.write(text + "\n")
-      self.stream.flush()
+    self.bar.update(max(int(done) - self.bar.n, 0))
+    if self._first and done > 0:
+      self._first = False
+      progress_lib.restart_clock(self.bar)
 
   def close(self):
-    if self.enabled and self.tty:
-      self.stream.write("\n")
-      self.stream.flush()
+    self.bar.close()
 
 
 @contextlib.contextmanager
@@ -358,8 +346,7 @@ class Codec:
 
   def windows_for(self, n_audio_samples: int) -> tuple[int, int]:
     """(number of input frames ceil(T / hop), number of windows) for T samples of audio."""
-    n_in = max(1, -(-int(n_audio_samples) // self.hop))
-    return n_in, max(1, -(-n_in // self.half))
+    return events_lib.stream_windows(n_audio_samples, self.hop, self.n_samples)
 
   def resolutions(self) -> tuple:
     """The (window, hop) STFTs at which a window may not raise the decoded error, model's first."""
@@ -368,7 +355,8 @@ class Codec:
 
   def encode(self, audio_T, *, n_events: int | None = None,
              residual_threshold: float | None = None, bits: int | None = 8,
-             progress: bool = False, return_info: bool = False, window_hook=None):
+             progress: bool = False, return_info: bool = False, window_hook=None,
+             refine: int = 0):
     """Streams audio of any length through the model.
 
     Args:
@@ -386,6 +374,9 @@ class Codec:
       window_hook: optional callable(w, start_frame, spec_in_FxN, residual_FxN), called after each
         window with copies of its input spectrogram and the residual it writes back (the input
         minus the magnitude spectrograms of its kept events at their final gains).
+      refine: Adam steps of encode-time refinement per window (0: none; refine.py): the events
+        above are the starting point, each window's events are optimised against the decoded
+        audio and kept only where they decode no worse than the plain ones.
 
     Returns:
       The EventSet (events in window order, then removal order; events whose refit gain is 0 or
@@ -402,12 +393,15 @@ class Codec:
     if not np.all(np.isfinite(audio_T)):
       raise UserError("the audio holds NaN or infinite samples; fix or re-export the file")
     n_steps = self.default_events if n_events is None else int(n_events)
-    if not 1 <= n_steps <= events_lib.MAX_U16:
-      raise UserError(f"--events must be between 1 and {events_lib.MAX_U16}, got {n_steps}")
+    if not 1 <= n_steps <= events_lib.MAX_EVENTS_PER_WINDOW:
+      raise UserError(f"--events must be between 1 and {events_lib.MAX_EVENTS_PER_WINDOW}, "
+                      f"got {n_steps}")
     if residual_threshold is not None and not (math.isfinite(residual_threshold) and
                                                0 <= residual_threshold <= 1):
       raise UserError(f"--residual-threshold must be in [0, 1] (a share of the window's energy), "
                       f"got {residual_threshold}")
+    from sparse_jax.codec import refine as refine_lib  # pylint: disable=g-import-not-at-top
+    refine = refine_lib.check_steps(refine)
     if bits is not None and bits not in sjx.SUPPORTED_BITS:
       raise UserError(f"--bits must be one of {sjx.SUPPORTED_BITS}, got {bits}")
     n_in, n_windows = self.windows_for(audio_T.size)
@@ -424,7 +418,7 @@ class Codec:
     half = self.half
     spec_FxN = np.empty((self.n_bins, self.n_frames), np.float32)
     spec_FxN[:, :half] = _host_stft(padded_T, 0, half, self.window, self.hop)
-    bar = Progress(n_windows, "encoding", enabled=progress and n_windows > 2)
+    bar = Progress(n_windows, "encoding", enabled=progress and n_windows > 2, unit="window")
     columns = {k: [] for k in ("frames", "gains", "fine", "vectors", "window", "step")}
     rows = {k: [] for k in ("start", "initial", "shares", "kept", "scale", "alpha", "before",
                             "after")}
@@ -468,8 +462,6 @@ class Codec:
         vectors=np.concatenate(columns["vectors"]).reshape(-1, self.event_dim),
         sample_rate=self.sample_rate, hop=self.hop, window_samples=self.n_samples,
         n_audio_samples=int(audio_T.size), model_id=self.model_id, events_per_window=n_steps)
-    if not return_info:
-      return events
     info = EncodeInfo(
         window_starts_W=np.asarray(rows["start"], np.int64),
         initial_l1_W=np.asarray(rows["initial"]), shares_WxS1=np.stack(rows["shares"]),
@@ -478,7 +470,10 @@ class Codec:
         alpha_W=np.asarray(rows["alpha"]), resolutions=resolutions,
         decoded_l1_before_WxR=np.stack(rows["before"]),
         decoded_l1_after_WxR=np.stack(rows["after"]), seconds=time.time() - t0)
-    return events, info
+    if refine:
+      events, info = refine_lib.refine(self, audio_T, events, info, refine, bits=bits,
+                                       progress=progress)
+    return (events, info) if return_info else events
 
   def _fit_window(self, out, start, n_in, n_audio, spec_FxN, padded_T, decoded_T, bits,
                   resolutions) -> dict:
@@ -564,14 +559,16 @@ class Codec:
     relative_E = events.frames - window_E * self.half
     starts_E = window_E * self.half * self.hop
     out_T = np.zeros(max(n_out, int(starts_E.max()) + self.n_samples), np.float32)
-    bar = Progress(-(-len(events) // RENDER_BATCH), "decoding",
-                   enabled=progress and len(events) > 4 * RENDER_BATCH)
-    for b, lo in enumerate(range(0, len(events), RENDER_BATCH)):
+    # Counted in windows, as the encoder counts them (events.n_windows), though rendered in batches.
+    n_windows = events.n_windows
+    bar = Progress(n_windows, "decoding", enabled=progress and len(events) > 4 * RENDER_BATCH,
+                   unit="window")
+    for lo in range(0, len(events), RENDER_BATCH):
       sl = slice(lo, lo + RENDER_BATCH)
       audio_BxT = self.render(events.vectors[sl], relative_E[sl], events.gains[sl],
                               events.offsets[sl])
       for start, audio in zip(starts_E[sl], audio_BxT):
         out_T[start:start + self.n_samples] += audio
-      bar.update(b + 1)
+      bar.update(n_windows * min(lo + RENDER_BATCH, len(events)) // len(events))
     bar.close()
     return out_T[:n_out]

@@ -43,7 +43,7 @@ import warnings
 
 import numpy as np
 
-from sparse_jax import audio_io
+from sparse_jax import audio_io, progress
 from sparse_jax.data.segments import AudioItem, AudioSource
 from sparse_jax.errors import UserError
 
@@ -569,51 +569,28 @@ def _worker(conn, handler):
 
 
 class _Progress:
-  """A text progress bar on stderr: count, elapsed time and a cost-weighted ETA.
-
-  On a terminal it redraws one line with \r; into a log file it prints a line every 10 s.
-  """
+  """The build's progress bar (tqdm, sparse_jax/progress.py), weighted by each score's size so
+  that the ETA follows the work rather than the count; the count and failures are in its label."""
 
   def __init__(self, total_cost: float, total_count: int, enabled: bool):
-    self.total_cost, self.total_count, self.enabled = total_cost, total_count, enabled
-    self.cost = self.count = self.failed = 0
-    self.start = time.monotonic()
-    self._last = ''
-    self._tty = sys.stderr.isatty()
-    self._last_print = -1e9
+    self.total_count = total_count
+    self.count = self.failed = 0
+    self.bar = progress.bar(
+        total_cost, self._label(), enabled=enabled,
+        bar_format='{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]')
 
-  @staticmethod
-  def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f'{seconds // 60}:{seconds % 60:02d}'
+  def _label(self):
+    return f'rendering {self.count}/{self.total_count} movements ({self.failed} failed)'
 
   def update(self, cost: float = 0.0, failed: bool = False, label: str = ''):
-    self.cost += cost
     self.count += cost > 0 or failed
     self.failed += failed
-    if not self.enabled:
-      return
-    elapsed = time.monotonic() - self.start
-    frac = self.cost / self.total_cost if self.total_cost else 1.0
-    eta = elapsed * (1 - frac) / frac if frac > 0 else float('nan')
-    width = 30
-    fill = int(width * frac)
-    bar = '#' * fill + '-' * (width - fill)
-    eta_s = self._clock(eta) if eta == eta else '?'
-    text = (f'[{bar}] {self.count}/{self.total_count} '
-            f'({self.failed} failed) {self._clock(elapsed)} elapsed, ETA {eta_s}  {label[:40]}')
-    if self._tty:
-      sys.stderr.write('\r' + text + ' ' * max(0, len(self._last) - len(text)))
-      self._last = text
-    elif elapsed - self._last_print >= 10.0 or self.count == self.total_count:
-      sys.stderr.write(text + '\n')
-      self._last_print = elapsed
-    sys.stderr.flush()
+    self.bar.set_description_str(self._label(), refresh=False)
+    self.bar.set_postfix_str(label[:30], refresh=False)
+    self.bar.update(cost)
 
   def close(self):
-    if self.enabled and self._tty:
-      sys.stderr.write('\n')
-      sys.stderr.flush()
+    self.bar.close()
 
 
 class _Pool:

@@ -1,0 +1,160 @@
+"""The codec from Python: what the command line does, on numpy arrays.
+
+  from sparse_jax import api
+  codec = api.load_codec("runs/qs_base")             # the latest checkpoint of a training run
+  events = api.encode(codec, audio, 44100)           # (T,) or (T, C) samples at any rate
+  events = api.edit.drop(events, time_range=(1, 2))  # edits: pure EventSet -> EventSet functions
+  audio, rate = api.decode(codec, events, original_format=True)   # 44100 Hz, C channels
+  api.write("song.sjx", events); events = api.read("song.sjx")
+
+The command line (`sparse_jax/codec/cli.py`) calls these same functions, so a script and the
+`sparse-jax` command encode to the same bytes.
+"""
+import os
+
+import numpy as np
+
+from sparse_jax import audio_io
+from sparse_jax.codec import edit  # noqa: F401  (re-exported: api.edit.drop, api.edit.perturb, ...)
+from sparse_jax.codec import sjx
+from sparse_jax.codec.events import EventSet  # noqa: F401  (re-exported)
+from sparse_jax.errors import UserError
+
+# Codecs loaded in this process, keyed by the workdir's files: in-process callers (tests, a
+# notebook, a folder of files) running several commands on one workdir restore and compile once.
+_CODECS = {}
+
+
+def _workdir_key(workdir):
+  path = os.path.realpath(workdir)
+  parts = [path]
+  for name in ("config.json", "checkpoints"):
+    try:
+      st = os.stat(os.path.join(path, name))
+      parts.append((name, st.st_mtime_ns, st.st_size))
+    except OSError:
+      return None
+  try:
+    ckpts = os.path.join(path, "checkpoints")
+    parts.append(tuple(sorted((d, os.stat(os.path.join(ckpts, d)).st_mtime_ns)
+                              for d in os.listdir(ckpts))))
+  except OSError:
+    return None
+  return tuple(parts)
+
+
+def load_codec(workdir):
+  """The trained model of a workdir as a `stream.Codec`, cached while the workdir is unchanged.
+
+  Raises:
+    UserError: no workdir, config or checkpoint, or a checkpoint that does not restore.
+  """
+  from sparse_jax.codec import stream  # pylint: disable=g-import-not-at-top
+  key = _workdir_key(workdir)
+  if key is not None and key in _CODECS:
+    return _CODECS[key]
+  codec = stream.Codec.from_workdir(workdir)
+  if key is not None:
+    _CODECS[key] = codec
+  return codec
+
+
+def events_for_kbps(codec, n_audio_samples: int, kbps: float, bits: int = 8) -> int:
+  """Events per window for a file of `n_audio_samples` (at the model's rate) to stay <= `kbps`.
+
+  At most the model's own count (a removal loop longer than it was trained for is not a better
+  codec, only a slower one; `n_events` asks for more explicitly).
+
+  Raises:
+    UserError: `kbps` is not positive, or is below what one event per window costs.
+  """
+  shape = dict(n_audio_samples=int(n_audio_samples), sample_rate=codec.sample_rate,
+               hop=codec.hop, window_samples=codec.n_samples, event_dim=codec.event_dim,
+               bits=bits)
+  if not (np.isfinite(kbps) and kbps > 0):
+    raise UserError(f"--kbps {kbps}: must be a positive bitrate in kbit/s; pass e.g. --kbps 3")
+  k = sjx.events_per_window_for_kbps(kbps, **shape)
+  if k < 1:
+    low = sjx.kbps_bound(1, **shape)
+    raise UserError(f"--kbps {kbps:g}: below this model's lowest rate for this input (one event "
+                    f"per window, up to {low:.2f} kbit/s at {bits} bits); pass --kbps "
+                    f"{np.ceil(low * 100) / 100:.2f} or more")
+  return min(k, codec.default_events)
+
+
+def encode(codec, audio, sample_rate: int | None = None, *, kbps: float | None = None,
+           n_events: int | None = None, bits: int = 8, return_info: bool = False, **options):
+  """Encodes a recording into events.
+
+  Args:
+    codec: from `load_codec`.
+    audio: (T,) mono or (T, C) samples, any float range (the model was trained on peak-normalised
+      windows; the encoder normalises each window itself).
+    sample_rate: the rate of `audio` in Hz (default: the model's).  The audio is downmixed to
+      mono and resampled to the model's rate; the rate and channel count are stored in the events
+      (`decode(..., original_format=True)` restores them).
+    kbps: a bitrate target: the events per window are chosen so the `.sjx` file of `bits` bits is
+      at most this many kbit/s (instead of `n_events`).
+    n_events: events per window (default: the model's).
+    bits: the `.sjx` vector width the events will be written at (8 or 16).
+    return_info: also return the `stream.EncodeInfo`.
+    **options: passed to `stream.Codec.encode` (residual_threshold, progress, window_hook, ...).
+
+  Returns:
+    The EventSet (and the EncodeInfo when asked).
+
+  Raises:
+    UserError: empty or non-finite audio, a bad rate, or an option out of range.
+  """
+  audio = np.asarray(audio, np.float32)
+  if audio.ndim not in (1, 2) or audio.size == 0:
+    raise UserError(f"audio of shape {audio.shape}: pass (samples,) or (samples, channels)")
+  rate = codec.sample_rate if sample_rate is None else int(sample_rate)
+  channels = 1 if audio.ndim == 1 else int(audio.shape[1])
+  problem = sjx.source_problem(rate, channels)
+  if problem:
+    raise UserError(f"cannot encode audio of {problem}; resample it first")
+  mono_T = audio_io.resample(audio_io.downmix(audio), rate, codec.sample_rate)
+  if mono_T.size > sjx.MAX_AUDIO_SAMPLES:
+    raise UserError(f"{mono_T.size} samples at {codec.sample_rate} Hz is more than a .sjx file "
+                    f"holds ({sjx.MAX_AUDIO_SAMPLES}); split the recording")
+  if kbps is not None:
+    if n_events is not None:
+      raise UserError("--kbps and --events both set the events per window; pass one of them")
+    n_events = events_for_kbps(codec, mono_T.size, kbps, bits)
+  events, info = codec.encode(mono_T, n_events=n_events, bits=bits, return_info=True, **options)
+  events = events.replace(source_sample_rate=rate, source_channels=channels)
+  return (events, info) if return_info else events
+
+
+def decode(codec, events, *, original_format: bool = False, ignore_model_id: bool = False,
+           progress: bool = False):
+  """Renders events to audio: (float32 samples, sample rate).
+
+  Args:
+    codec: the model that encoded the events.
+    events: an EventSet.
+    original_format: resample to the encoded recording's rate and copy the (mono) result to its
+      channel count, as stored in the events; events without it (older files) stay as decoded.
+    ignore_model_id: decode even if another checkpoint encoded the events.
+    progress: a progress bar on stderr.
+
+  Returns:
+    (audio, rate): audio is (T,) at the model's rate, or with `original_format` (T',) / (T', C)
+    at the recording's rate.  Values may exceed [-1, 1]; nothing is clipped here.
+  """
+  audio_T = codec.decode(events, ignore_model_id=ignore_model_id, progress=progress)
+  if not (original_format and events.source_sample_rate):
+    return audio_T, codec.sample_rate
+  return (audio_io.to_format(audio_T, codec.sample_rate, events.source_sample_rate,
+                             events.source_channels), events.source_sample_rate)
+
+
+def read(path) -> EventSet:
+  """The events of a `.sjx` file (UserError for anything but a valid file)."""
+  return sjx.read(path)
+
+
+def write(path, events, bits: int = 8) -> None:
+  """Writes events as a `.sjx` file, atomically."""
+  sjx.write(path, events, bits=bits)
