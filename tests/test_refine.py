@@ -153,3 +153,16 @@ def test_bad_refine_values_give_one_line(capsys, tmp_path, value):
     assert len(err) == 1 and err[0].startswith("error: --refine"), err
   with pytest.raises(UserError, match="--refine"):
     refine.check_steps(value)
+
+
+def test_report_plays_the_refined_reconstruction_beside_the_plain_one(codec, tmp_path):
+  from sparse_jax.codec import report
+  audio = short_chord(codec, seconds=0.6)
+  index = report.write_report(audio, codec, str(tmp_path / "r"), refine=2)
+  page = open(index).read()
+  for name in ("reconstruction.mp3", "reconstruction_refined.mp3"):
+    assert f'src="{name}"' in page and (tmp_path / "r" / name).stat().st_size > 0
+  assert "Reconstruction, refined (--refine 2)" in page
+  assert "spectral L1 explained (2048/256): plain / refined" in page
+  plain = report.write_report(audio, codec, str(tmp_path / "p"))
+  assert "reconstruction_refined" not in open(plain).read()

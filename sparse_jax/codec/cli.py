@@ -246,11 +246,11 @@ def _encode_summary(args, name, events, info, n_bytes, seconds):
 def _refine_summary(r):
   """One line on what `--refine N` changed (RefineInfo)."""
   (window, hop), plain, now = r.resolutions[-1], r.plain_error_R[-1], r.error_R[-1]
-  change = f"{100 * (now - plain) / plain:+.1f} %" if plain > 0 else "no change"
+  lower = 100 * (plain - now) / plain if plain > 0 else 0.0
   kept = ("the plain encode was kept (refined was worse on the whole file)" if r.fell_back else
           f"{int(r.refined_W.sum())} of {len(r.refined_W)} windows took their refined events")
   return (f"refined: {r.steps} steps per window in {r.seconds:.1f} s; {kept}; decoded spectral "
-          f"L1 error {change} ({window}/{hop} STFT)")
+          f"L1 error ({window}/{hop} STFT) {lower:.1f} % lower than without refinement")
 
 
 def cmd_encode(args):

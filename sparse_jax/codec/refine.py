@@ -13,17 +13,18 @@ What is optimised, per window w (its contribution spans samples [a_w, a_w + T)):
 
   on the span [a_w - P, a_w + T + P) (P: the largest loss window), where X is the input, Y the
   decoded audio: window w's events plus every other window's current events (the context), cut at
-  the end of the file.  Resolutions: the model's STFT, the reported 2048/256 one, and one a quarter
-  of the model's (`loss_resolutions`).  The fine offset ranges over [-hop, hop], so frames stay
+  the end of the file.  Resolutions: the model's STFT and the reported 2048/256 one, the two the
+  guarantee checks (`loss_resolutions`).  The fine offset ranges over [-hop, hop], so frames stay
   fixed but an event may still move by up to a frame either way.
 
 Windows overlap by half, so neighbours share audio.  Refining all of them at once against each
 other's old events would let two neighbours fix the same shared error twice; they are refined in
 two colours instead (even windows, then odd windows against the refined even ones): windows of one
 colour do not overlap, so each colour is one exact block of a block-coordinate descent, and its
-windows are independent problems that run as one batch (`batch_windows` per compiled call).  Each
-window keeps the best iterate it saw (step 0 is the plain encode), so the loss never ends higher
-than it started.
+windows are independent problems that run together: up to BATCH_WINDOWS windows per batch, their
+events on one flat axis (the decoder's batch), each window's loss on its own span.  Each window
+keeps the best iterate it saw (step 0 is the plain encode), so the loss never ends higher than it
+started.
 
 The guarantee, afterwards, in window order: each window's refined events (snapped to the `.sjx`
 grid) get the alpha of `gains.SafeScale` against the audio decoded so far, exactly as the plain
@@ -34,11 +35,10 @@ its decoded spectral L1 error is no larger than the plain candidate's at EVERY c
 context.  Finally, if the whole refined file decodes with more error than the plain file at any
 checked resolution (contexts differ from window to window), the plain encode is returned.
 
-Compilation: one step program per (batch, events per window, span) shape, whatever N (the step
-index and count are arguments).
+Compilation: one step program per number of event slots (a multiple of an eighth of the batch
+budget), whatever N and the file's length (the step index and count are arguments).
 """
 import dataclasses
-import sys
 import time
 
 import jax
@@ -60,12 +60,15 @@ BATCH_EVENT_SAMPLES = 2**22
 # Windows per batch (their targets and contexts are (B, span) arrays; empty slots cost a few STFTs).
 BATCH_WINDOWS = 8
 # Adam learning rates per parameter (vectors: in units of the window's vector RMS; fine offsets:
-# in hops), cosine-decayed to LR_FLOOR of them over the N steps.  Chosen on 3 real clips with the
-# quickstart model at N = 30 (explained 0.087/0.117/0.057 plain): 0.05/0.05/0.02 gave a mean of
-# 0.105, 0.2/0.1/0.05 0.125, 0.5/0.2/0.1 0.113, 1.0/0.2/0.1 0.111.
-LR_VECTORS, LR_LOG_GAINS, LR_FINE = 0.2, 0.1, 0.05
+# in hops), cosine-decayed to LR_FLOOR of them over the N steps.  Chosen on 3 real clips of 3 s
+# with the quickstart model at N = 30 (mean explained 0.087 plain): vectors/log-gains/offsets
+# 0.2/0.1/0.05 gave 0.138, 0.4/0.1/0.05 0.142, 0.8/0.1/0.05 0.139, 0.4/0.2/0.05 0.141,
+# 0.4/0.1/0.1 0.137 (with a third, quarter-size loss resolution: 0.05/0.05/0.02 0.105,
+# 0.2/0.1/0.05 0.125, 0.5/0.2/0.1 0.113).
+LR_VECTORS, LR_LOG_GAINS, LR_FINE = 0.4, 0.1, 0.05
 LR_FLOOR = 0.1
-# Weight of the log-magnitude term, and its floor (eps) as a share of the target's mean magnitude.
+# Weight of the log-magnitude term, and its floor (eps) as a share of the target's mean magnitude
+# (0.1: 0.138 in the measurement above; 0: 0.137; 0.3, with the third resolution: 0.119 vs 0.125).
 LOG_WEIGHT = 0.1
 LOG_FLOOR = 0.01
 # The largest --refine: a guard against a typo of days of compute.
@@ -121,12 +124,13 @@ def check_steps(value) -> int:
 
 
 def loss_resolutions(codec) -> tuple:
-  """(window, hop) STFTs of the refinement loss: the model's, 2048/256, and a quarter-size one."""
-  own = (codec.window, codec.hop)
-  out = [own, (2048, 256)]
-  if codec.window // 4 >= 64 and codec.hop % 4 == 0:
-    out.append((codec.window // 4, codec.hop // 4))
-  return tuple(dict.fromkeys(out))
+  """(window, hop) STFTs of the refinement loss: those of the checks (the model's and 2048/256).
+
+  A third, a quarter of the model's (128/32 on the quickstart model), was measured to lower the
+  gain (3 real clips, N = 30: mean explained 0.125 with it, 0.138 without; 4096/512 or 1024/256 as
+  the third: 0.135, 0.136).
+  """
+  return tuple(dict.fromkeys([(codec.window, codec.hop), (2048, 256)]))
 
 
 def _safe_magnitude(spec):
@@ -233,11 +237,11 @@ def _cut(x_T, lo, hi):
   return out
 
 
-def _add_at(x_T, lo, y_L, sign=1.0):
-  """x_T[lo:lo + len(y)] += sign * y, clipped to x_T."""
+def _add_at(x_T, lo, y_L):
+  """x_T[lo:lo + len(y)] += y, clipped to x_T."""
   a, b = max(lo, 0), min(lo + y_L.size, x_T.size)
   if b > a:
-    x_T[a:b] += sign * y_L[a - lo:b - lo]
+    x_T[a:b] += y_L[a - lo:b - lo]
 
 
 @dataclasses.dataclass
@@ -261,7 +265,7 @@ def refine(codec, audio_T, events, info, n_steps: int, *, bits, progress: bool =
   from sparse_jax.codec import stream  # pylint: disable=g-import-not-at-top
   t_start = time.time()
   audio_T = np.asarray(audio_T, np.float32).reshape(-1)
-  n_audio, hop, n = audio_T.size, codec.hop, codec.n_samples
+  hop, n = codec.hop, codec.n_samples
   resolutions = loss_resolutions(codec)
   pad = max(w for w, _ in resolutions)
   n_windows = len(info.window_starts_W)
@@ -288,6 +292,9 @@ def refine(codec, audio_T, events, info, n_steps: int, *, bits, progress: bool =
   loss_end_W = np.full(n_windows, np.nan)
   budget = max(1, BATCH_EVENT_SAMPLES // n)
   batches = _plan([windows[w].frames_K.size for w in range(n_windows)], budget)
+  # One pass over the two colours.  Splitting the N steps over two or three passes (each window's
+  # Adam restarting in its neighbours' new context) was measured worse: 0.124 against 0.142 mean
+  # explained at N = 30 on the clips of LR_VECTORS's note.
   bar = stream.Progress(len(batches) * (n_steps + 1), "refining",
                         enabled=progress and n_steps > 0 and bool(batches), unit="step")
   done = 0
@@ -319,7 +326,7 @@ def refine(codec, audio_T, events, info, n_steps: int, *, bits, progress: bool =
   bar.close()
 
   return _guarantee(codec, audio_T, events, info, n_steps, windows, plain_contrib,
-                    loss_start_W, loss_end_W, bits, t_start)
+                    loss_start_W, loss_end_W, t_start)
 
 
 def _plan(counts_W, budget):
@@ -414,9 +421,9 @@ def _candidate(codec, padded_T, decoded_T, start, n_audio, resolutions, unit_KxT
 
 
 def _guarantee(codec, audio_T, events, info, n_steps, windows, plain_contrib, loss_start_W,
-               loss_end_W, bits, t_start):
-  """Section 2's guarantee on the refined windows, in window order, refined or plain per window."""
-  del bits
+               loss_end_W, t_start):
+  """The encoder's guarantee (`gains.py`) on the refined windows, in window order: refined or
+  plain events per window, then the whole-file check against the plain encode."""
   hop, n = codec.hop, codec.n_samples
   n_audio, n_windows = audio_T.size, len(windows)
   resolutions = info.resolutions
