@@ -43,7 +43,6 @@ Writes results.md, results.json and results.png in --out and prints the table.
 """
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -56,8 +55,8 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
 
+from sparse_jax.data import subset  # noqa: E402
 from sparse_jax.errors import UserError  # noqa: E402
 
 DEFAULT_WORKDIR = "runs/quickstart"
@@ -246,7 +245,6 @@ def evaluate_dataset(codec, name: str, data_cfg, n_clips: int, clip_samples: int
 # ------------------------------------------------------------------------------------------------
 # Real recordings (--real DIR [DIR ...]).
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 REAL_OPUS_KBPS = (6.0, 8.0, 12.0)
 REAL_OUT = os.path.join("benchmarks", "results", "real")
 # Defaults of --real, sized to run in under 15 minutes on a 2-core CPU (see the README), and of
@@ -254,10 +252,6 @@ REAL_OUT = os.path.join("benchmarks", "results", "real")
 REAL_CLIPS, REAL_SECONDS, REAL_EVENTS, REAL_VISQOL_SECONDS = 20, 8.0, "8,16,32", 2.0
 REAL_QUICK = {"clips": 3, "seconds": 1.5, "events": "2,4", "visqol_seconds": 1.0}
 REAL_MP3_KBPS = 8.0
-# A candidate clip quieter than this RMS (dBFS) is passed over for another start in its file.
-QUIET_DBFS = -50.0
-# Starts tried per file before passing it over.
-N_STARTS = 8
 # The metrics of the real-recording table and figures: key, label, higher is better.
 REAL_METRICS = (("explained", "spectral L1 explained (2048/256)", True),
                 ("log_mel", "log-mel distance", False),
@@ -266,83 +260,10 @@ REAL_METRICS = (("explained", "spectral L1 explained (2048/256)", True),
                 ("visqol", "ViSQOL MOS-LQO (audio mode)", True))
 
 
-def _hash_unit(*parts) -> float:
-  """A number in [0, 1) fixed by its arguments (sha256), the same on every machine."""
-  digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).hexdigest()
-  return int(digest[:12], 16) / float(1 << 48)
-
-
-def find_recordings(folder: str) -> list:
-  """Paths, relative to `folder` and sorted, of every wav/flac/ogg/mp3 below it (recursive)."""
-  found = []
-  for root, dirs, files in os.walk(folder):
-    dirs.sort()
-    for name in files:
-      if name.lower().endswith(AUDIO_EXTENSIONS):
-        found.append(os.path.relpath(os.path.join(root, name), folder))
-  return sorted(found)
-
-
-def choose_clips(folders, n_clips: int, clip_seconds: float, seed: int = 0) -> list:
-  """The fixed subset: which file, from where, so that figures compare from run to run.
-
-  Within each folder, files are ordered by sha256(seed/relative path) (so adding a file moves no
-  other), those at least `clip_seconds` long first; the folders then take turns, in the order
-  given, until `n_clips`.  In a long file the clip starts at the first of N_STARTS hashed
-  positions whose RMS is above QUIET_DBFS; a shorter file is used whole.  A file with no such
-  clip (digital silence, a fade) and an unreadable file are passed over for the folder's next.
-
-  Returns:
-    dicts: folder, path (relative), start and seconds (at the file's own rate), rate, channels.
-  """
-  queues = []
-  for folder in folders:
-    rows = []
-    for rel in find_recordings(folder):
-      try:
-        info = sf.info(os.path.join(folder, rel))
-      except (sf.SoundFileError, RuntimeError, TypeError, ValueError):
-        continue
-      if info.frames > 0:
-        rows.append((info.duration < clip_seconds, _hash_unit(seed, rel), rel, info))
-    queues.append([(folder, rel, info) for _, _, rel, info in sorted(rows)])
-  clips = []
-  while len(clips) < n_clips and any(queues):
-    for queue in queues:
-      while queue and len(clips) < n_clips:
-        clip = _place_clip(*queue.pop(0), clip_seconds, seed)
-        if clip is not None:
-          clips.append(clip)
-          break
-  return clips
-
-
-def _place_clip(folder, rel, info, clip_seconds: float, seed: int) -> dict | None:
-  """Where in the file its clip starts (see `choose_clips`); None if every candidate is quiet."""
-  length = min(int(round(clip_seconds * info.samplerate)), info.frames)
-  try:
-    audio_T = sf.read(os.path.join(folder, rel), dtype="float32", always_2d=True)[0].mean(1)
-  except (sf.SoundFileError, RuntimeError, TypeError, ValueError):
-    return None
-  span = max(audio_T.size - length, 0)
-  starts = [int(_hash_unit(seed, rel, i) * (span + 1)) for i in range(N_STARTS if span else 1)]
-  loud = [s for s in starts
-          if 20 * np.log10(np.sqrt(np.mean(audio_T[s:s + length]**2)) + 1e-12) > QUIET_DBFS]
-  if not loud:
-    return None
-  return {"folder": folder, "path": rel, "start_s": loud[0] / info.samplerate,
-          "seconds": length / info.samplerate, "rate": int(info.samplerate),
-          "channels": int(info.channels)}
-
-
-def load_clip(clip: dict, sample_rate: int) -> np.ndarray:
-  """A chosen clip as mono float32 at `sample_rate` (downmixed, resampled)."""
-  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
-  start = int(round(clip["start_s"] * clip["rate"]))
-  stop = start + int(round(clip["seconds"] * clip["rate"]))
-  audio_TxC, rate = sf.read(os.path.join(clip["folder"], clip["path"]), start=start, stop=stop,
-                            dtype="float32", always_2d=True)
-  return audio_io.resample(audio_TxC.mean(axis=1), rate, sample_rate)
+# The fixed subset's rule lives in the library: the pretrained recipe's data keeps it out.
+find_recordings = subset.find_recordings
+choose_clips = subset.choose_clips
+load_clip = subset.load_clip
 
 
 def run_ours_at(codec, clip_T: np.ndarray, n_events: int, refine: int = 0) -> dict:

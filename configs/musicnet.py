@@ -106,6 +106,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.name = "musicnet"
   c.data.root = ""                 # '' -> error for musicnet: pass --config.data.root
   c.data.cache_dir = ""            # '' -> $SPARSE_JAX_CACHE or ~/.cache/sparse_jax
+  c.data.augment = False           # mixing, EQ, dynamics, room, noise (data/augment.py)
 
   if arg in (None, ""):
     return c

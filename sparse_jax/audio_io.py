@@ -20,8 +20,29 @@ _FORMATS = {
     '.flac': ('FLAC', 'PCM_16'),
     '.ogg': ('OGG', 'VORBIS'),
 }
+# What a folder of recordings is searched for (folder datasets, `encode DIR`, the real-audio
+# benchmark): the formats libsndfile reads.
+AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.oga', '.mp3', '.aif', '.aiff', '.au', '.w64')
 # Subtypes that store integers, so values outside [-1, 1] would wrap or saturate unpredictably.
 _INTEGER_SUBTYPES = ('PCM_S8', 'PCM_U8', 'PCM_16', 'PCM_24', 'PCM_32')
+
+
+def find_files(folder: str, skip: str | None = None,
+                     extensions=AUDIO_EXTENSIONS) -> list:
+  """Paths relative to `folder`, sorted, of every file of `extensions` below it (recursive).
+
+  Hidden files and folders are left out, and so is the folder `skip` (an output folder inside
+  the input one, which must never be read back).
+  """
+  folder = os.path.abspath(folder)
+  skip = os.path.abspath(skip) if skip else None
+  found = []
+  for here, dirs, files in os.walk(folder):
+    dirs[:] = sorted(d for d in dirs if not d.startswith('.') and os.path.join(here, d) != skip)
+    for name in files:
+      if not name.startswith('.') and os.path.splitext(name)[1].lower() in extensions:
+        found.append(os.path.relpath(os.path.join(here, name), folder))
+  return sorted(found)
 
 
 def resample(audio_T, sr_in: int, sr_out: int) -> np.ndarray:

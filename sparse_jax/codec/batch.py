@@ -10,11 +10,11 @@ failed file leaves nothing behind.
 import os
 import sys
 
-from sparse_jax import progress
+from sparse_jax import audio_io, progress
 from sparse_jax.errors import UserError
 
 # What `encode DIR` picks up: the formats libsndfile reads.
-AUDIO_IN_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64")
+AUDIO_IN_EXTENSIONS = audio_io.AUDIO_EXTENSIONS
 
 
 def check_folders(in_dir: str, out_dir: str) -> None:
@@ -32,17 +32,9 @@ def check_folders(in_dir: str, out_dir: str) -> None:
 def plan(in_dir: str, out_dir: str, extensions, out_ext: str) -> list:
   """(source, destination, relative source) for every file of `extensions` under `in_dir`."""
   in_dir, out_dir = os.path.abspath(in_dir), os.path.abspath(out_dir)
-  pairs = []
-  for folder, dirs, files in os.walk(in_dir):
-    # The output folder may sit inside the input one: never read what this run writes.
-    dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                     and os.path.join(folder, d) != out_dir)
-    for name in sorted(files):
-      if name.startswith(".") or os.path.splitext(name)[1].lower() not in extensions:
-        continue
-      src = os.path.join(folder, name)
-      rel = os.path.relpath(src, in_dir)
-      pairs.append((src, os.path.join(out_dir, os.path.splitext(rel)[0] + out_ext), rel))
+  rels = audio_io.find_files(in_dir, skip=out_dir, extensions=tuple(extensions))
+  pairs = [(os.path.join(in_dir, rel), os.path.join(out_dir, os.path.splitext(rel)[0] + out_ext),
+            rel) for rel in rels]
   if not pairs:
     raise UserError(f"{in_dir}: holds no {', '.join(e.lstrip('.') for e in extensions)} files; "
                     "pass the folder that holds them")

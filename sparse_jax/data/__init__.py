@@ -4,9 +4,9 @@
     sampler = SegmentSampler(source, n_samples=2**17, seed=config.seed)
     audio_BxT = sampler.batch(step, batch_size, jax.process_index(), jax.process_count())
 
-`config.data` fields: `name` ('classical' | 'musicnet' | 'ljspeech'), `root` ('' means the default
-build location for 'classical' and is an error for the others) and `cache_dir` ('' means
-$SPARSE_JAX_CACHE or ~/.cache/sparse_jax).
+`config.data` fields: `name` (one of DATASETS), `root` ('' means the default build location for
+'classical' and is an error for the others), `cache_dir` ('' means $SPARSE_JAX_CACHE or
+~/.cache/sparse_jax) and `augment` (training windows through `augment.augment_batch`).
 """
 import os
 
@@ -14,7 +14,8 @@ from sparse_jax.data.segments import (AudioItem, AudioSource, SegmentSampler, de
                                       eval_clips)
 from sparse_jax.errors import UserError
 
-DATASETS = ('classical', 'musicnet', 'ljspeech')
+# The one registry of dataset names: config validation and `make_source` both read it.
+DATASETS = ('classical', 'musicnet', 'ljspeech', 'folder')
 
 
 def make_source(data_config, *, sample_rate: int, split: str) -> AudioSource:
@@ -49,6 +50,9 @@ def make_source(data_config, *, sample_rate: int, split: str) -> AudioSource:
   if name == 'ljspeech':
     from sparse_jax.data import ljspeech  # pylint: disable=g-import-not-at-top
     return ljspeech.make_source(root, sample_rate=sample_rate, split=split, cache_dir=cache_dir)
+  if name == 'folder':
+    from sparse_jax.data import folder  # pylint: disable=g-import-not-at-top
+    return folder.make_source(root, sample_rate=sample_rate, split=split, cache_dir=cache_dir)
   raise UserError(f'data.name={name!r} is not a known dataset; set --config.data.name to one of '
                   f'{", ".join(DATASETS)}')
 

@@ -177,13 +177,15 @@ def _start(u: float, length: int, n_samples: int) -> int:
 class SegmentSampler:
   """Random fixed-length training windows, a deterministic function of (seed, step)."""
 
-  def __init__(self, source: AudioSource, n_samples: int, seed: int):
+  def __init__(self, source: AudioSource, n_samples: int, seed: int, augment: bool = False):
     """Creates the sampler.
 
     Args:
       source: the recordings.
       n_samples: window length in samples.
       seed: non-negative integer; with the step number it fixes every batch.
+      augment: pass every window through `augment.augment_window` (mixing, EQ, dynamics, room,
+        noise), with draws seeded by (seed, step, row).
     """
     if n_samples <= 0:
       raise ValueError(f'n_samples must be positive, got {n_samples}')
@@ -192,6 +194,7 @@ class SegmentSampler:
     self.source = source
     self.n_samples = int(n_samples)
     self.seed = int(seed)
+    self.augment = bool(augment)
 
   def choices(self, step: int, batch_size: int) -> Tuple[np.ndarray, np.ndarray]:
     """The global batch's draws for one step.
@@ -236,10 +239,21 @@ class SegmentSampler:
     rows = range(process_index * local, (process_index + 1) * local)
     audio_BxT = np.zeros((local, self.n_samples), np.float32)
     for r, row in enumerate(rows):
-      audio_T = self.source.audio(int(file_B[row]))
-      start = _start(float(u_B[row]), audio_T.shape[0], self.n_samples)
-      audio_BxT[r] = _window(audio_T, start, self.n_samples)
+      audio_BxT[r] = self._draw(int(file_B[row]), float(u_B[row]))
+      if self.augment:
+        audio_BxT[r] = self._augmented(audio_BxT[r], step, row)
     return _normalize(audio_BxT)
+
+  def _draw(self, file_index: int, u: float) -> np.ndarray:
+    audio_T = self.source.audio(file_index)
+    return _window(audio_T, _start(u, audio_T.shape[0], self.n_samples), self.n_samples)
+
+  def _augmented(self, audio_T: np.ndarray, step: int, row: int) -> np.ndarray:
+    """Row `row` of the global batch of `step`, augmented (its own stream: any host agrees)."""
+    from sparse_jax.data import augment  # pylint: disable=g-import-not-at-top
+    rng = np.random.default_rng([self.seed, int(step), augment.ROW_STREAM, int(row)])
+    other_T = self._draw(int(rng.integers(len(self.source))), float(rng.random()))
+    return augment.augment_window(audio_T, other_T, rng, self.source.sample_rate)
 
 
 def eval_clips(source: AudioSource, n_clips: int, n_samples: int, seed: int = 0) -> np.ndarray:
