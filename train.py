@@ -6,7 +6,8 @@ r"""Trains the sparse codec.
   python train.py --config configs/musicnet.py:paper ... --distributed   # Cloud TPU VM pods
   python train.py ... --coordinator_address=HOST0:PORT --num_processes=2 --process_id=0  # and =1
 
-Rerunning the same command resumes from the last checkpoint in --workdir.
+Rerunning the same command resumes from the last checkpoint in --workdir; with
+--stop_after_minutes=M a run saves a checkpoint and stops after about M minutes.
 """
 import re
 import sys
@@ -27,6 +28,10 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
                                       "Number of processes of a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None,
                                    "This process's index in [0, --num_processes).")
+_STOP_AFTER = flags.DEFINE_float(
+    "stop_after_minutes", None,
+    "Save a checkpoint and stop at the first logging step after this many minutes (a GPU lease, "
+    "a preemptible VM); the same command resumes.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -103,8 +108,11 @@ def main(argv):
                                  process_id=_PROCESS_ID.value)
     elif _DISTRIBUTED.value:
       jax.distributed.initialize()  # the pod's own description of its hosts
+    if _STOP_AFTER.value is not None and not _STOP_AFTER.value > 0:
+      raise UserError(f"--stop_after_minutes={_STOP_AFTER.value} must be positive")
+    stop_after_s = None if _STOP_AFTER.value is None else 60 * _STOP_AFTER.value
     training.train_and_evaluate(_CONFIG.value, _WORKDIR.value, log=training.log_to_stderr,
-                                progress=True)
+                                progress=True, stop_after_s=stop_after_s)
   except UserError as e:
     _fail(str(e))
 

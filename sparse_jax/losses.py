@@ -41,8 +41,14 @@ def energy_removal_loss(target_spec_BxFxN: jax.Array, spec_sum_BxFxN: jax.Array)
 
 def drop_events(events_BxExT: jax.Array, key: jax.Array, drop_prob: float) -> jax.Array:
   """Mix of the events in which each one is independently dropped with `drop_prob`."""
-  keep = jax.random.bernoulli(key, 1.0 - drop_prob, events_BxExT.shape[:2])
-  return jnp.einsum("be,bet->bt", keep.astype(events_BxExT.dtype), events_BxExT)
+  keep_BxE = jax.random.bernoulli(key, 1.0 - drop_prob, events_BxExT.shape[:2])
+  # Inside the sharded step the events are split over the batch axis and the fresh mask is not:
+  # explicit-sharding JAX (>= 0.11) refuses to contract the two, so the mask follows the events.
+  sharding = jax.typeof(events_BxExT).sharding
+  mesh = getattr(sharding, "mesh", None)
+  if mesh is not None and not mesh.empty and any(axis is not None for axis in sharding.spec):
+    keep_BxE = jax.sharding.reshard(keep_BxE, jax.sharding.PartitionSpec(*sharding.spec[:2]))
+  return jnp.einsum("be,bet->bt", keep_BxE.astype(events_BxExT.dtype), events_BxExT)
 
 
 def generator_adversarial_loss(fake_logits: jax.Array) -> jax.Array:

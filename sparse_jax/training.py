@@ -13,6 +13,7 @@ import difflib
 import json
 import os
 import sys
+import time
 
 import jax
 import numpy as np
@@ -50,8 +51,8 @@ def validate_config(cfg) -> None:
        f"loss.diversity_weight={cfg.loss.get('diversity_weight')} must be >= 0"),
       (0.0 <= cfg.loss.event_drop_prob < 1.0,
        f"loss.event_drop_prob={cfg.loss.event_drop_prob} must be in [0, 1)"),
-      (cfg.data.name in ("classical", "musicnet", "ljspeech"),
-       f"data.name={cfg.data.name!r} must be one of classical, musicnet, ljspeech"),
+      (cfg.data.name in data.DATASETS,
+       f"data.name={cfg.data.name!r} must be one of {', '.join(data.DATASETS)}"),
   ]
   for ok, message in checks:
     if not ok:
@@ -179,11 +180,29 @@ def check_finite(step: int, metrics: dict) -> None:
                     "lower optim.generator_lr or resume from the last checkpoint")
 
 
-def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False) -> dict:
+def past_deadline(started: float, stop_after_s: float | None) -> bool:
+  """Whether a run that began at `started` (time.monotonic) has used its `stop_after_s`.
+
+  On several processes, process 0's clock decides for all: they must stop at the same step.
+  """
+  if stop_after_s is None:
+    return False
+  late = time.monotonic() - started > stop_after_s
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    late = bool(multihost_utils.broadcast_one_to_all(np.asarray(late)))
+  return late
+
+
+def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False,
+                       stop_after_s: float | None = None) -> dict:
   """Trains `cfg` in `workdir` (resuming if it holds checkpoints).  Returns the last metrics.
 
   `progress`: a tqdm bar of the steps on stderr (process 0), with steps/s and the ETA.
+  `stop_after_s`: checked at every logging step; once this many seconds have passed, save a
+  checkpoint and return (a lease or a preemptible VM ending); the same command goes on later.
   """
+  started = time.monotonic()
   validate_config(cfg)
   n_dev = jax.device_count()
   if cfg.train.batch_size % n_dev:
@@ -191,7 +210,8 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False) 
                     f"multiple of the {n_dev} devices; set --config.train.batch_size="
                     f"{n_dev * max(1, cfg.train.batch_size // n_dev)}")
   source = data.make_source(cfg.data, sample_rate=cfg.model.sample_rate, split="train")
-  sampler = data.SegmentSampler(source, cfg.model.n_samples, cfg.seed)
+  sampler = data.SegmentSampler(source, cfg.model.n_samples, cfg.seed,
+                                augment=cfg.data.get("augment", False))
   mesh = make_mesh()
   ckpt = checkpoint.Checkpointer(workdir, keep=cfg.train.keep_checkpoints,
                                  every=cfg.train.checkpoint_every,
@@ -240,7 +260,15 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False) 
   last = {}
   bar = progress_lib.bar(cfg.train.num_steps, "training", initial=start, unit="step",
                          enabled=progress and jax.process_index() == 0)
-  report = lambda step, metrics: _report(step, metrics, writer, cfg, log)
+  clock = {}  # (step, time) of the last report: the host-measured time per step between reports
+
+  def report(step, metrics):
+    now, (before, then) = time.monotonic(), clock.get("last", (None, None))
+    clock["last"] = (step, now)
+    # The first interval holds the compilation; from the second on it is the steady step time.
+    extra = {} if before is None else {"seconds_per_step": (now - then) / max(step - before, 1)}
+    return _report(step, metrics, writer, cfg, log, extra)
+  end = cfg.train.num_steps
   with jax.set_mesh(mesh):
     for step in range(start, cfg.train.num_steps):
       state, metrics = step_fn(state, global_batch(step))
@@ -249,8 +277,11 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False) 
         progress_lib.restart_clock(bar)
       if pending is not None:
         last = report(*pending)
-      pending = (step + 1, metrics) if (step + 1) % cfg.train.log_every == 0 or (
-          step + 1 == cfg.train.num_steps) else None
+      logging_step = (step + 1) % cfg.train.log_every == 0 or step + 1 == cfg.train.num_steps
+      pending = (step + 1, metrics) if logging_step else None
+      if logging_step and step + 1 < end and past_deadline(started, stop_after_s):
+        end = step + 1
+        break
       if (step + 1) % cfg.train.checkpoint_every == 0 and step + 1 < cfg.train.num_steps:
         if pending is not None:
           last = report(*pending)
@@ -260,15 +291,18 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False) 
       last = report(*pending)
   bar.close()
   writer.close()
-  ckpt.save(cfg.train.num_steps, {"state": state,
-                                  "data_step": np.asarray(cfg.train.num_steps, np.int64)},
-            force=True)
+  ckpt.save(end, {"state": state, "data_step": np.asarray(end, np.int64)}, force=True)
   ckpt.close()
+  if end < cfg.train.num_steps:
+    log(f"stopped at step {end} of {cfg.train.num_steps} after "
+        f"{(time.monotonic() - started) / 60:.1f} min (the time limit); rerun the same command "
+        "to continue")
   return last
 
 
-def _report(step, metrics, writer, cfg, log):
+def _report(step, metrics, writer, cfg, log, extra):
   host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  host.update(extra)
   check_finite(step, host)
   writer.write(step, host)
   log(metrics_line(step, cfg.train.num_steps, host))
