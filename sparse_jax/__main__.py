@@ -1,16 +1,22 @@
 """`sparse-jax COMMAND ...` (or `python -m sparse_jax COMMAND ...`): the codec's command line.
 
-  encode IN.wav OUT.sjx --workdir DIR     streaming encode of any length into an event file
+  encode IN.wav OUT.sjx [--workdir DIR]   streaming encode of any length into an event file
                                            (--kbps R: a bitrate target; OUT.wav: a round trip;
                                            IN and OUT folders: a whole tree)
-  decode IN.sjx OUT.wav --workdir DIR     render the events back to audio (--original-format,
+  decode IN.sjx OUT.wav [--workdir DIR]   render the events back to audio (--original-format,
                                            --rescale; folders too)
   edit IN.sjx OUT.sjx [edits]              new vectors / times, perturb, drop, shift, JSON table
   info IN.sjx | info --config CFG          an event file's summary, or a config's parameter counts
-  report IN.wav --workdir DIR --out DIR    an HTML report of one encoding: a folder holding
+  report IN.wav --out DIR [--workdir DIR]  an HTML report of one encoding: a folder holding
                                            index.html, its audio and its figures
-  build-data [--preset small|full]         render the embedded classical dataset (offline)
+  build-data [--preset small|full]         render the embedded classical dataset (offline;
+                                           --instruments gm --percussion --soundfont SF2)
+  gather-audio OUT                         recordings of installed distribution packages into a
+                                           training folder (the pretrained recipe's data)
+  export --workdir DIR OUT.npz             a run's generator alone (no optimiser, no
+                                           discriminator), as the codec and the shipped model load it
 
+Without --workdir the shipped model (sparse_jax/pretrained/model.npz) is used.
 `-` is standard input or output where the format allows it (audio in, .sjx in and out, WAV out).
 """
 import argparse
@@ -23,8 +29,27 @@ from sparse_jax.codec import cli
 
 def cmd_build_data(args):
   from sparse_jax.data import classical
-  root = classical.build(args.root, preset=args.preset, workers=args.workers)
+  style = classical.style_of(args.instruments, args.percussion, args.soundfont)
+  root = classical.build(args.root, preset=args.preset, workers=args.workers,
+                         progress=not args.quiet, timeout_s=args.timeout,
+                         retry_failed=args.retry_failed, style=style)
   print(f"embedded dataset ready at {root}")
+
+
+def cmd_gather_audio(args):
+  from sparse_jax.data import gather
+  minutes = gather.gather(args.output, show_progress=not args.quiet)
+  for name, m in minutes.items():
+    print(f"{name}: {m:.1f} min")
+  print(f"{sum(minutes.values()):.1f} min of audio in {args.output}: train on it with "
+        f"--config.data.name=folder --config.data.root={args.output}")
+
+
+def cmd_export(args):
+  from sparse_jax import generator
+  r = generator.export_workdir(args.workdir, args.output, dtype=args.dtype)
+  print(f"{r['path']}: generator of step {r['step']}, {r['parameters']:,} parameters as "
+        f"{r['dtype']}, {r['bytes'] / 1e6:.2f} MB")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +66,30 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--preset", default="small", choices=("tiny", "small", "full"))
   p.add_argument("--root", default=None, help="default: $SPARSE_JAX_DATA or ~/.cache/sparse_jax")
   p.add_argument("--workers", type=int, default=2)
+  p.add_argument("--timeout", type=float, default=120.0,
+                 help="seconds allowed per movement before it is skipped (default 120)")
+  p.add_argument("--retry-failed", action="store_true", help="try failed movements again")
+  p.add_argument("--instruments", default="palette", choices=("palette", "gm"),
+                 help="palette: each part's own instrument or a MusicNet-like ensemble (default); "
+                      "gm: every part a General MIDI program drawn per work and part")
+  p.add_argument("--percussion", action="store_true",
+                 help="add a seeded GM drum track to about half of the works")
+  p.add_argument("--soundfont", default=None, metavar="SF2",
+                 help="a General MIDI .sf2 (e.g. /usr/share/sounds/sf2/FluidR3_GM.sf2 from "
+                      "fluid-soundfont-gm); default: TimGM6mb inside pretty_midi")
+  p.add_argument("--quiet", action="store_true", help="no progress bar")
   p.set_defaults(fn=cmd_build_data)
+  p = sub.add_parser("gather-audio", help="recordings of installed distribution packages into a "
+                                          "training folder (the pretrained recipe's data)")
+  p.add_argument("output", help="the folder to fill (kept: a rerun only adds what is missing)")
+  p.add_argument("--quiet", action="store_true", help="no progress bar")
+  p.set_defaults(fn=cmd_gather_audio)
+  p = sub.add_parser("export", help="a training run's generator alone, as one .npz file")
+  p.add_argument("output", help="the .npz file to write")
+  p.add_argument("--workdir", required=True, help="the training run")
+  p.add_argument("--dtype", default="float16", choices=("float16", "float32"),
+                 help="storage precision of the parameters (default float16: half the size)")
+  p.set_defaults(fn=cmd_export)
   return parser
 
 

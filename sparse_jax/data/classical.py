@@ -21,9 +21,10 @@ duplicates audio.  Durations are therefore shorter than a performance with repea
 The split is by work (a whole quartet, or one chorale), from a hash of its corpus path, so the
 same work lands in the same split for every preset and machine.
 
-    python -m sparse_jax.data.classical --preset small [--root DIR] [--workers 2]
+    python -m sparse_jax build-data --preset small [--root DIR] [--workers 2]
+    python -m sparse_jax build-data --root DIR --instruments gm --percussion \
+        [--soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2]     # varied instruments and drums
 """
-import argparse
 import collections
 import csv
 import glob
@@ -114,6 +115,27 @@ _NOTE_VALUES = ((4.0, 'Whole'), (3.0, 'Dotted Half'), (2.0, 'Half'), (1.5, 'Dott
                 (0.0625, 'Sixty Fourth'))
 _LABEL_HEADER = ('start_time', 'end_time', 'instrument', 'note', 'start_beat', 'end_beat',
                  'note_value')
+
+
+# How a build renders (issue: data that sounds like the real world).  'palette' keeps each part's
+# named instrument or a MusicNet-like ensemble (the default, what the quickstart trains on); 'gm'
+# draws every part's program from the 120 melodic General MIDI programs, seeded per work and part.
+INSTRUMENT_CHOICES = ('palette', 'gm')
+# With percussion, about this share of works (chosen by a hash of the work) gets a GM drum track.
+PERCUSSION_SHARE = 0.5
+# GM percussion keys (channel 10): kick, snare, closed and open hi-hat, ride, crash.
+_KICK, _SNARE, _HAT, _OPEN_HAT, _RIDE, _CRASH = 36, 38, 42, 46, 51, 49
+
+
+def style_of(instruments: str = 'palette', percussion: bool = False, soundfont: str | None = None):
+  """The render settings a build records in its manifest; a root holds one style only."""
+  if instruments not in INSTRUMENT_CHOICES:
+    raise UserError(f'--instruments {instruments!r}: use one of {", ".join(INSTRUMENT_CHOICES)}')
+  if soundfont is not None and not os.path.isfile(soundfont):
+    raise UserError(f'--soundfont {soundfont}: no such file; on Debian/Ubuntu `apt-get install '
+                    'fluid-soundfont-gm` installs /usr/share/sounds/sf2/FluidR3_GM.sf2')
+  return {'instruments': instruments, 'percussion': bool(percussion),
+          'soundfont': os.path.abspath(soundfont) if soundfont else None}
 
 
 def default_root() -> pathlib.Path:
@@ -339,6 +361,53 @@ def choose_programs(corpus_path: str, part_texts) -> tuple:
   return tuple(programs), ''
 
 
+def gm_programs(corpus_path: str, n_parts: int) -> tuple:
+  """A melodic GM program (0-119; 120-127 are sound effects) for each part, seeded per work and
+  part, so every movement of a quartet keeps its instruments."""
+  work = work_of(corpus_path)
+  return tuple(int(_hash01(f'{work}#gm#{j}') * 120) for j in range(n_parts))
+
+
+def add_percussion(mid, corpus_path: str) -> bool:
+  """Adds a GM drum track (channel 10) under a seeded groove to about PERCUSSION_SHARE of works.
+
+  The groove follows the score's beat (MIDI ticks per quarter note): a kick, a snare, and a hi-hat
+  or ride on the eighths, with velocities and fills drawn from the work's own seed; a crash opens
+  the piece.  Returns whether a track was added.
+  """
+  import mido  # pylint: disable=g-import-not-at-top
+  work = work_of(corpus_path)
+  if _hash01(work + '#drums') >= PERCUSSION_SHARE:
+    return False
+  end = max((sum(m.time for m in tr) for tr in mid.tracks), default=0)
+  beat = mid.ticks_per_beat
+  if end < beat:
+    return False
+  rng = np.random.default_rng(int(_hash01(work + '#groove') * 2**32))
+  cymbal = _RIDE if rng.random() < 0.3 else _HAT
+  hits = [(0, _CRASH, 100)]
+  for eighth in range(int(end // (beat // 2))):
+    t, on_beat = eighth * (beat // 2), eighth % 2 == 0
+    quarter = eighth // 2
+    if on_beat and quarter % 2 == 0:
+      hits.append((t, _KICK, int(rng.integers(90, 120))))
+    if on_beat and quarter % 2 == 1:
+      hits.append((t, _SNARE, int(rng.integers(80, 115))))
+    if not on_beat and rng.random() < 0.15:
+      hits.append((t, _KICK, int(rng.integers(60, 90))))  # a syncopated kick now and then
+    hat = _OPEN_HAT if (cymbal == _HAT and rng.random() < 0.08) else cymbal
+    hits.append((t, hat, int(rng.integers(50, 85 if on_beat else 70))))
+  track = mido.MidiTrack()
+  events = sorted([(t, 'note_on', k, v) for t, k, v in hits] +
+                  [(t + beat // 4, 'note_off', k, 0) for t, k, _ in hits])
+  now = 0
+  for t, kind, key, velocity in events:
+    track.append(mido.Message(kind, channel=9, note=key, velocity=velocity, time=t - now))
+    now = t
+  mid.tracks.append(track)
+  return True
+
+
 def _assign_channels(mid, track_programs):
   """Gives every note-bearing track its own channel and program, in place.
 
@@ -408,6 +477,8 @@ def midi_labels(mid, channel_programs, sample_rate: int) -> list:
       seconds += msg.time * tempo / (tpb * 1e6)
     if msg.type == 'set_tempo':
       tempo = msg.tempo
+    elif getattr(msg, 'channel', None) == 9:
+      continue  # the added drum track: MusicNet's labels have no percussion
     elif msg.type == 'note_on' and msg.velocity > 0:
       open_notes[(msg.channel, msg.note)].append((tick, seconds))
     elif msg.type in ('note_off', 'note_on') and open_notes[(msg.channel, msg.note)]:
@@ -423,26 +494,32 @@ def midi_labels(mid, channel_programs, sample_rate: int) -> list:
 # ------------------------------------------------------------------------------------------------
 # MIDI -> audio.
 
-_SOUNDFONT_BYTES = None
+_SOUNDFONT_BYTES = {}
 
 
-def synthesize(midi_bytes: bytes, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-  """Renders a Standard MIDI file with TinySoundFont and TimGM6mb.
+def synthesize(midi_bytes: bytes, sample_rate: int = SAMPLE_RATE,
+               soundfont: str | None = None) -> np.ndarray:
+  """Renders a Standard MIDI file with TinySoundFont and a General MIDI soundfont.
 
   Args:
     midi_bytes: the MIDI file's bytes.
     sample_rate: output rate in Hz.
+    soundfont: an .sf2 file (e.g. FluidR3_GM's sampled instruments); None: TimGM6mb, the small
+      one inside pretty_midi.
 
   Returns:
     audio_T: float32 (T,) mono, not normalised, running _RELEASE_S past the last event.
   """
   import tinysoundfont  # pylint: disable=g-import-not-at-top
-  global _SOUNDFONT_BYTES
-  if _SOUNDFONT_BYTES is None:  # 6 MB: read once per process.
-    with open(soundfont_path(), 'rb') as f:
-      _SOUNDFONT_BYTES = f.read()
+  path = soundfont or soundfont_path()
+  if path not in _SOUNDFONT_BYTES:  # 6-140 MB: read once per process.
+    with open(path, 'rb') as f:
+      _SOUNDFONT_BYTES[path] = f.read()
   synth = tinysoundfont.Synth(samplerate=sample_rate, gain=_SYNTH_GAIN_DB)
-  synth.sfload(_SOUNDFONT_BYTES)
+  synth.sfload(_SOUNDFONT_BYTES[path])
+  # GM's channel 10 is the drum kit (only `add_percussion` writes to it; parts never get it), but
+  # TinySoundFont plays it as a melodic preset unless told.
+  synth.program_change(9, 0, is_drums=True)
   events = sorted(tinysoundfont.midi.load_memory(midi_bytes), key=lambda e: e.t)
   # tinysoundfont's Sequencer rescans its whole event list on every callback (quadratic: most of
   # the time on a quartet movement), so events are scheduled here and only its dispatch is used.
@@ -487,18 +564,21 @@ def _write_labels(path: str, rows):
       writer.writerows(rows)
 
 
-def render_movement(corpus_path: str, out_wav, sample_rate: int = SAMPLE_RATE) -> dict:
+def render_movement(corpus_path: str, out_wav, sample_rate: int = SAMPLE_RATE,
+                    style: dict | None = None) -> dict:
   """Exports one corpus score to MIDI, renders it and writes the WAV and its label CSV.
 
   Args:
     corpus_path: e.g. 'bach/bwv66.6' or 'beethoven/opus18no1/movement1.mxl'.
     out_wav: the .wav to write; the labels go to the same path with .csv.
     sample_rate: in Hz.
+    style: `style_of(...)` (default: the palette, no percussion, TimGM6mb).
 
   Returns:
     A manifest entry: seconds, notes, programs, ensemble, export_s, render_s.
   """
   import mido  # pylint: disable=g-import-not-at-top
+  style = style or style_of()
   out_wav = os.fspath(out_wav)
   t0 = time.monotonic()
   with warnings.catch_warnings():
@@ -506,6 +586,8 @@ def render_movement(corpus_path: str, out_wav, sample_rate: int = SAMPLE_RATE) -
     score = _parse_score(corpus_path)
     texts = _part_texts(score)
     programs, ensemble = choose_programs(corpus_path, texts)
+    if style['instruments'] == 'gm':
+      programs, ensemble = gm_programs(corpus_path, len(texts)), 'gm'
     midi_bytes = _score_midi_bytes(score)
   mid = mido.MidiFile(file=io.BytesIO(midi_bytes))
   # music21 writes a tempo track, then one track per part in score order.
@@ -518,10 +600,13 @@ def render_movement(corpus_path: str, out_wav, sample_rate: int = SAMPLE_RATE) -
       name = ' '.join(m.name for m in track if m.type == 'track_name')
       track_programs[k] = _keyword_program(name) or 0
   channel_programs = _assign_channels(mid, track_programs)
+  # After the channels: the drums keep channel 10, which _assign_channels never gives a part.
+  drums = style['percussion'] and add_percussion(mid, corpus_path)
   buf = io.BytesIO()
   mid.save(file=buf)
   t1 = time.monotonic()
-  audio_T = _normalize_and_trim(synthesize(buf.getvalue(), sample_rate), sample_rate)
+  audio_T = _normalize_and_trim(synthesize(buf.getvalue(), sample_rate, style['soundfont']),
+                                sample_rate)
   n = audio_T.shape[0]
   # Trimming only removed silence, but a note's nominal end may still lie past it.
   rows = [(min(r[0], n), min(r[1], n)) + r[2:]
@@ -531,6 +616,7 @@ def render_movement(corpus_path: str, out_wav, sample_rate: int = SAMPLE_RATE) -
   return {
       'seconds': round(n / sample_rate, 3), 'notes': len(rows),
       'programs': sorted(set(channel_programs.values())), 'ensemble': ensemble,
+      'percussion': bool(drums),
       'export_s': round(t1 - t0, 2),
       'render_s': round(time.monotonic() - t1, 2),
   }
@@ -548,7 +634,8 @@ def render_work(corpus_path: str, out_wav, sample_rate: int = SAMPLE_RATE) -> fl
 def _render_task(task) -> tuple:
   """Runs one task: ('ok', manifest entry) or ('error', one-line message)."""
   try:
-    return ('ok', render_movement(task['corpus_path'], task['out_wav'], task['sample_rate']))
+    return ('ok', render_movement(task['corpus_path'], task['out_wav'], task['sample_rate'],
+                                  task.get('style')))
   except Exception as e:  # pylint: disable=broad-except
     # Report any failure of one score and go on: one bad score must not stop the build.
     message = str(e).splitlines()[0][:300] if str(e) else ''
@@ -750,7 +837,8 @@ def is_built(root) -> bool:
 
 
 def build(root=None, *, preset: str = 'small', workers: int = 2, progress: bool = True,
-          timeout_s: float = DEFAULT_TIMEOUT_S, retry_failed: bool = False) -> pathlib.Path:
+          timeout_s: float = DEFAULT_TIMEOUT_S, retry_failed: bool = False,
+          style: dict | None = None) -> pathlib.Path:
   """Builds (or finishes building) the dataset.  Safe to interrupt and run again.
 
   Works already rendered are skipped, as are works that failed before (unless retry_failed).
@@ -765,10 +853,13 @@ def build(root=None, *, preset: str = 'small', workers: int = 2, progress: bool 
     progress: draw a progress bar on stderr.
     timeout_s: a work still exporting/rendering after this long is killed and recorded as failed.
     retry_failed: try works that failed in an earlier build again.
+    style: `style_of(instruments, percussion, soundfont)`; a root holds one style, so another
+      style needs another root (refused in one line otherwise).
 
   Returns:
     The root folder.
   """
+  style = style or style_of()
   root = pathlib.Path(root).expanduser() if root else default_root()
   try:
     for split in ('train', 'test'):
@@ -780,6 +871,11 @@ def build(root=None, *, preset: str = 'small', workers: int = 2, progress: bool 
   works = list_works(preset)
   splits = assign_splits(candidate_works())
   manifest = _load_manifest(root)
+  recorded = manifest.get('style', style_of())
+  if manifest['works'] and recorded != style:
+    raise UserError(f'{root} holds renders of another style ({recorded}); pass another --root '
+                    'for this one (a root holds one style)')
+  manifest['style'] = style
   if retry_failed:
     manifest['failed'] = {}
   corpus_dir = _corpus_dir()
@@ -790,7 +886,8 @@ def build(root=None, *, preset: str = 'small', workers: int = 2, progress: bool 
       continue
     cost = os.path.getsize(os.path.join(corpus_dir, p))
     tasks.append({'corpus_path': p, 'name': name, 'split': splits[p], 'cost': cost,
-                  'out_wav': str(root / splits[p] / (name + '.wav')), 'sample_rate': SAMPLE_RATE})
+                  'out_wav': str(root / splits[p] / (name + '.wav')), 'sample_rate': SAMPLE_RATE,
+                  'style': style})
   # Longest first, so the two workers finish together rather than one waiting on a late quartet.
   tasks.sort(key=lambda t: -t['cost'])
   bar = _Progress(sum(t['cost'] for t in tasks), len(tasks), progress and bool(tasks))
@@ -864,7 +961,7 @@ def make_source(root: str, *, sample_rate: int, split: str, cache_dir: str = '')
   root_path = pathlib.Path(root).expanduser() if root else default_root()
   if not is_built(root_path):
     hint = ('run `python -m sparse_jax build-data`' if not root else
-            f'run `python -m sparse_jax.data.classical --preset small --root {root_path}`')
+            f'run `python -m sparse_jax build-data --preset small --root {root_path}`')
     raise UserError(f'{root_path}: the classical dataset is not built (or its build was '
                     f'interrupted); {hint} (about 5 minutes)')
   files = sorted(glob.glob(str(root_path / split / '*.wav')))
@@ -874,31 +971,3 @@ def make_source(root: str, *, sample_rate: int, split: str, cache_dir: str = '')
   items = [AudioItem(name=os.path.splitext(os.path.basename(f))[0], path=f) for f in files]
   return AudioSource(items, sample_rate=sample_rate, cache_dir=cache_dir,
                      description=f'classical {split} split at {root_path}')
-
-
-def main(argv=None):
-  """`python -m sparse_jax.data.classical [--preset small] [--root DIR] [--workers 2]`."""
-  parser = argparse.ArgumentParser(
-      prog='python -m sparse_jax.data.classical',
-      description='Render the offline classical dataset from the music21 corpus.')
-  parser.add_argument('--preset', choices=PRESETS, default='small')
-  parser.add_argument('--root', default=None,
-                      help=f'output folder (default $SPARSE_JAX_DATA or {default_root()})')
-  parser.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1))
-  parser.add_argument('--timeout', type=float, default=DEFAULT_TIMEOUT_S,
-                      help='seconds allowed per movement before it is skipped')
-  parser.add_argument('--retry-failed', action='store_true')
-  parser.add_argument('--quiet', action='store_true')
-  args = parser.parse_args(argv)
-  try:
-    build(args.root, preset=args.preset, workers=args.workers, progress=not args.quiet,
-          timeout_s=args.timeout, retry_failed=args.retry_failed)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  return 0
-
-
-if __name__ == '__main__':
-  # Run the package's copy of this module, so worker processes import the same functions.
-  sys.exit(importlib.import_module('sparse_jax.data.classical').main())
