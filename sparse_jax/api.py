@@ -1,7 +1,7 @@
 """The codec from Python: what the command line does, on numpy arrays.
 
   from sparse_jax import api
-  codec = api.load_codec("runs/qs_base")             # the latest checkpoint of a training run
+  codec = api.load_codec()                           # the shipped model (or a workdir, a .npz)
   events = api.encode(codec, audio, 44100)           # (T,) or (T, C) samples at any rate
   events = api.edit.drop(events, time_range=(1, 2))  # edits: pure EventSet -> EventSet functions
   audio, rate = api.decode(codec, events, original_format=True)   # 44100 Hz, C channels
@@ -20,13 +20,17 @@ from sparse_jax.codec import sjx
 from sparse_jax.codec.events import EventSet  # noqa: F401  (re-exported)
 from sparse_jax.errors import UserError
 
-# Codecs loaded in this process, keyed by the workdir's files: in-process callers (tests, a
-# notebook, a folder of files) running several commands on one workdir restore and compile once.
+# Codecs loaded in this process, keyed by the model's files: in-process callers (tests, a
+# notebook, a folder of files) running several commands on one model restore and compile once.
 _CODECS = {}
 
 
-def _workdir_key(workdir):
-  path = os.path.realpath(workdir)
+def _model_key(model):
+  """What identifies a model's files now (path, sizes, times), or None if they cannot be read."""
+  path = os.path.realpath(model)
+  if os.path.isfile(path):
+    st = os.stat(path)
+    return (path, st.st_mtime_ns, st.st_size)
   parts = [path]
   for name in ("config.json", "checkpoints"):
     try:
@@ -43,17 +47,26 @@ def _workdir_key(workdir):
   return tuple(parts)
 
 
-def load_codec(workdir):
-  """The trained model of a workdir as a `stream.Codec`, cached while the workdir is unchanged.
+def load_codec(model=None):
+  """A model as a `stream.Codec`, cached while its files are unchanged.
+
+  Args:
+    model: None for the shipped model (`sparse_jax/pretrained/model.npz`); a training workdir
+      (its latest checkpoint's generator); or an exported generator file (.npz).
 
   Raises:
-    UserError: no workdir, config or checkpoint, or a checkpoint that does not restore.
+    UserError: no such model, or files that do not restore.
   """
+  from sparse_jax import pretrained  # pylint: disable=g-import-not-at-top
   from sparse_jax.codec import stream  # pylint: disable=g-import-not-at-top
-  key = _workdir_key(workdir)
+  model = pretrained.model_path() if model is None else os.fspath(model)
+  key = _model_key(model)
   if key is not None and key in _CODECS:
     return _CODECS[key]
-  codec = stream.Codec.from_workdir(workdir)
+  if os.path.isfile(model):
+    codec = stream.Codec.from_generator_file(model)
+  else:
+    codec = stream.Codec.from_workdir(model)
   if key is not None:
     _CODECS[key] = codec
   return codec

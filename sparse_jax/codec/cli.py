@@ -3,18 +3,21 @@
 Wired into `python -m sparse_jax` through `register(subparsers)`; `main(argv)` runs the same
 commands on their own (tests, scripts).  Usage:
 
-  encode IN.(wav|flac|ogg|mp3) OUT.sjx --workdir DIR [--events N | --kbps R]
+  encode IN.(wav|flac|ogg|mp3) OUT.sjx [--workdir DIR] [--events N | --kbps R]
          [--residual-threshold X] [--bits 8|16] [--refine N] [--force]
-  encode IN.wav OUT.wav --workdir DIR [--sjx F.sjx] [decode options]   one-step round trip
-  encode DIR OUTDIR --workdir DIR                  a tree of audio files -> the same tree of .sjx
-  decode IN.sjx OUT.wav --workdir DIR [--original-format] [--rescale] [--float]
+  encode IN.wav OUT.wav [--workdir DIR] [--sjx F.sjx] [decode options]   one-step round trip
+  encode DIR OUTDIR [--workdir DIR]                a tree of audio files -> the same tree of .sjx
+  decode IN.sjx OUT.wav [--workdir DIR] [--original-format] [--rescale] [--float]
          [--ignore-model-id] [--force]
-  decode DIR OUTDIR --workdir DIR                  a tree of .sjx files -> the same tree of .wav
+  decode DIR OUTDIR [--workdir DIR]                a tree of .sjx files -> the same tree of .wav
   edit IN.sjx OUT.sjx [--random-vectors] [--random-times] [--perturb SCALE] [--drop I,J,...]
        [--drop-range T0:T1] [--shift SECONDS] [--scale-gains F] [--seed S]
        [--export-json F.json] [--import-json F.json] [--bits 8|16] [--force]
   info IN.sjx [--json]
-  report IN.wav --workdir DIR --out REPORT_DIR [--seed S] [--max-seconds X] [--refine N] [--force]
+  report IN.wav [--workdir DIR] --out REPORT_DIR [--seed S] [--max-seconds X] [--refine N] [--force]
+
+Without --workdir the shipped model (sparse_jax/pretrained/model.npz) encodes and decodes;
+--workdir (alias --model) names a training run or an exported generator file instead.
 
 `-` stands for standard input or output where the format allows it: audio in (`encode -`), events
 in and out (`encode IN -`, `decode - OUT.wav`, `edit - -`, `info -`) and WAV out (`decode IN -`).
@@ -319,8 +322,19 @@ def cmd_decode(args):
   _check_decode_options(args, args.output)
   events, _, _ = _read_events(args.input)  # Checks the file before the model is loaded.
   codec = load_codec(args.workdir)
-  codec.check_compatible(events, ignore_model_id=args.ignore_model_id)
+  _check_model_of(codec, events, args)
   _write_decoded(codec, events, args)
+
+
+def _check_model_of(codec, events, args):
+  """The model id check, with the way out when the shipped model was not the encoder."""
+  try:
+    codec.check_compatible(events, ignore_model_id=args.ignore_model_id)
+  except UserError as e:
+    if args.workdir is not None:
+      raise
+    raise UserError(f"{e}; this file was not encoded by the shipped model: pass --workdir (or "
+                    "--model) of the model that encoded it") from None
 
 
 def _decode_folder(args):
@@ -334,7 +348,7 @@ def _decode_folder(args):
 
   def decode_one(src, dst):
     events = sjx.read(src)
-    codec.check_compatible(events, ignore_model_id=args.ignore_model_id)
+    _check_model_of(codec, events, args)
     audio, rate = api.decode(codec, events, original_format=args.original_format,
                              ignore_model_id=args.ignore_model_id)
     audio, _, clipped = _fit_to_format(audio, args, ".wav")
@@ -552,6 +566,12 @@ def cmd_report(args):
 # Parser.
 
 
+def _add_model(p, what):
+  p.add_argument("--workdir", "--model", dest="workdir", default=None, metavar="MODEL",
+                 help=f"{what}: a training workdir or an exported generator (.npz); default: "
+                      "the shipped model (sparse_jax/pretrained/model.npz)")
+
+
 def _add_force(p):
   p.add_argument("-f", "--force", action="store_true",
                  help="overwrite an existing output (default: refuse)")
@@ -592,7 +612,7 @@ def register(subparsers, info_name: str = "info"):
   p.add_argument("output", help="the .sjx file to write (- for standard output); an audio file "
                                 "(.wav, .flac, .ogg) for a round trip that writes no .sjx; a "
                                 "folder when the input is one")
-  p.add_argument("--workdir", required=True, help="training workdir of the model")
+  _add_model(p, "the model")
   p.add_argument("--events", type=int, default=None,
                  help="events per window (default: the model's n_events); with "
                       "--residual-threshold, the most events per window")
@@ -615,7 +635,7 @@ def register(subparsers, info_name: str = "info"):
   p.add_argument("input", help="the .sjx file, - for standard input, or a folder of them")
   p.add_argument("output", help="audio file to write (.wav, .flac, .ogg; - for a WAV on standard "
                                 "output), or a folder (of .wav) when the input is one")
-  p.add_argument("--workdir", required=True, help="training workdir of the model that encoded it")
+  _add_model(p, "the model that encoded the file")
   p.add_argument("--ignore-model-id", action="store_true",
                  help="decode even if another checkpoint encoded the file")
   _add_decode_options(p, "")
@@ -659,7 +679,7 @@ def register(subparsers, info_name: str = "info"):
   p = subparsers.add_parser("report", help="HTML report (a folder: index.html, its audio and "
                                            "figures): players, timeline, per-step figures")
   p.add_argument("input", help="audio file")
-  p.add_argument("--workdir", required=True, help="training workdir of the model")
+  _add_model(p, "the model")
   p.add_argument("--out", required=True, help="folder to write index.html and its files into")
   p.add_argument("--seed", type=int, default=0, help="seed of the edit experiments")
   p.add_argument("--max-seconds", type=float, default=None,

@@ -298,6 +298,19 @@ class Codec:
                       "retrain or use another --workdir") from None
     return cls(cfg, graphs, state.g_params, extra["model_id"])
 
+  @classmethod
+  def from_generator_file(cls, path: str) -> "Codec":
+    """Loads an exported generator (`python -m sparse_jax export`, the shipped model): no
+    optimiser and no discriminator state are read or built.
+
+    Raises:
+      UserError: missing, damaged or foreign file.
+    """
+    from sparse_jax import generator  # pylint: disable=g-import-not-at-top
+    with _quiet_library_logs():
+      cfg, graphs, g_params, model_id, _ = generator.load(path)
+    return cls(cfg, graphs, g_params, model_id)
+
   # --------------------------------------------------------------------------------------------
   # Compiled pieces.
 

@@ -1,0 +1,150 @@
+"""The generator alone: what encoding and decoding need, saved and loaded without training state.
+
+A training checkpoint holds both players and both Adam states (about 4x the generator).  The codec,
+the report and the shipped model need only the generator's parameters, so they travel as one
+`.npz` file:
+
+    config.json   the run's full config (JSON bytes): rebuilds the model's shapes and constants
+    model_id      16 bytes: the id every .sjx file it encodes carries
+    step          the training step the parameters come from
+    format        FORMAT, bumped if the layout changes
+    p/<path>      one array per parameter, keyed by its path in the NNX state ('p/encoder/...')
+
+Parameters may be stored as float16 (half the size; `export --dtype float16`), and are computed
+in float32 after loading.  Loading builds nothing but shapes (`jax.eval_shape`), checks every
+name, shape and value, and never unpickles: a damaged or hostile file is one UserError line.
+"""
+import hashlib
+import json
+import os
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from sparse_jax.errors import UserError
+
+FORMAT = 1
+_PARAM_PREFIX = "p/"
+
+
+def _param_name(path) -> str:
+  return _PARAM_PREFIX + "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def abstract_params(cfg):
+  """(graphs, the generator's parameter state as shapes only): nothing is allocated."""
+  from sparse_jax import train_step  # pylint: disable=g-import-not-at-top
+  from sparse_jax.model import SparseCodec  # pylint: disable=g-import-not-at-top
+  graphs = train_step.make_graphs(cfg)
+  g_model = nnx.eval_shape(lambda: SparseCodec(cfg.model, nnx.Rngs(jax.random.key(0))))
+  return graphs, nnx.state(g_model, nnx.Param)
+
+
+def derived_model_id(model_id: bytes, dtype) -> bytes:
+  """A stored copy in another precision decodes slightly differently: it gets its own id."""
+  if np.dtype(dtype) == np.float32:
+    return bytes(model_id)
+  return hashlib.sha256(bytes(model_id) + np.dtype(dtype).name.encode()).digest()[:16]
+
+
+def save(path: str, cfg, g_params, model_id: bytes, step: int, dtype=np.float32) -> int:
+  """Writes the generator to `path` (atomically).  Returns the file's size in bytes."""
+  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  dtype = np.dtype(dtype)
+  if dtype not in (np.float16, np.float32):
+    raise UserError(f"parameters are stored as float16 or float32, not {dtype.name}")
+  arrays = {
+      "config.json": np.frombuffer(cfg.to_json(indent=2).encode(), np.uint8),
+      "model_id": np.frombuffer(derived_model_id(model_id, dtype), np.uint8),
+      "step": np.asarray(int(step), np.int64),
+      "format": np.asarray(FORMAT, np.int64),
+  }
+  for leaf_path, leaf in jax.tree_util.tree_leaves_with_path(g_params):
+    value = np.asarray(jax.device_get(leaf), np.float32)
+    if dtype == np.float16 and np.abs(value).max(initial=0) > np.finfo(np.float16).max:
+      raise UserError(f"{_param_name(leaf_path)} exceeds float16's range; export as float32")
+    arrays[_param_name(leaf_path)] = value.astype(dtype)
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise UserError(f"{path}: its folder {folder} does not exist; create it first")
+  with audio_io.atomic_output(path) as tmp:
+    with open(tmp, "wb") as f:
+      np.savez_compressed(f, **arrays)
+  return os.path.getsize(path)
+
+
+def _fail(path, what):
+  raise UserError(f"{path}: not a usable sparse_jax generator file ({what}); export it again "
+                  "(python -m sparse_jax export) or pass another model")
+
+
+def load(path: str):
+  """Reads a generator file.
+
+  Returns:
+    (cfg, graphs, g_params, model_id, step): g_params as float32 arrays in the NNX state's layout.
+
+  Raises:
+    UserError: missing, damaged, foreign or inconsistent file.
+  """
+  if not os.path.isfile(path):
+    raise UserError(f"{path}: no such model file; pass an exported generator (.npz) or a "
+                    "training --workdir")
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      names = set(z.files)
+      for need in ("config.json", "model_id", "step", "format"):
+        if need not in names:
+          _fail(path, f"no {need!r} entry")
+      if int(z["format"]) != FORMAT:
+        _fail(path, f"format {int(z['format'])}, this version reads {FORMAT}")
+      cfg = ml_collections.ConfigDict(json.loads(z["config.json"].tobytes().decode()))
+      model_id, step = z["model_id"].tobytes(), int(z["step"])
+      stored = {name: z[name] for name in names if name.startswith(_PARAM_PREFIX)}
+  except UserError:
+    raise
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+    _fail(path, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}")
+  if len(model_id) != 16:
+    _fail(path, "model id is not 16 bytes")
+  try:
+    cfg.model.dilations = tuple(cfg.model.dilations)
+    from sparse_jax import training  # pylint: disable=g-import-not-at-top
+    training.validate_config(cfg)
+    graphs, abstract = abstract_params(cfg)
+  except UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  (a config this version cannot build)
+    _fail(path, f"its config does not build: {type(e).__name__}: {str(e)[:120]}")
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+  values = []
+  for leaf_path, leaf in leaves:
+    name = _param_name(leaf_path)
+    value = stored.pop(name, None)
+    if value is None:
+      _fail(path, f"parameter {name[2:]} is missing")
+    if tuple(value.shape) != tuple(leaf.shape) or value.dtype not in (np.float16, np.float32):
+      _fail(path, f"parameter {name[2:]} is {value.dtype} {value.shape}, the config needs "
+                  f"float {tuple(leaf.shape)}")
+    if not np.all(np.isfinite(value)):
+      _fail(path, f"parameter {name[2:]} holds non-finite values")
+    values.append(jnp.asarray(value, jnp.float32))
+  if stored:
+    _fail(path, f"unknown parameter {sorted(stored)[0][2:]}")
+  g_params = jax.tree_util.tree_unflatten(treedef.treedef if hasattr(treedef, "treedef")
+                                          else treedef, values)
+  return cfg, graphs, g_params, model_id, step
+
+
+def export_workdir(workdir: str, path: str, dtype=np.float16, step: int | None = None) -> dict:
+  """The generator of a training run's checkpoint as a generator file.  Returns a summary."""
+  from sparse_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  cfg, _, state, extra = checkpoint.restore_train_state(workdir, step)
+  n_bytes = save(path, cfg, state.g_params, extra["model_id"], int(state.step), dtype)
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.g_params))
+  return {"path": path, "bytes": n_bytes, "parameters": n_params, "step": int(state.step),
+          "dtype": np.dtype(dtype).name}
