@@ -1,9 +1,10 @@
 r"""Evaluates a trained codec: per-step energy removal and reconstruction metrics.
 
   python eval.py --workdir runs/quickstart [--split test] [--clips 16]
+  python eval.py --workdir sparse_jax/pretrained/model.npz --data_name classical --out DIR
 
 Writes WORKDIR/eval/metrics.json and WORKDIR/eval/curve.png.  Everything needed (the config and
-the checkpoint) is read from the workdir.
+the checkpoint) is read from the workdir, or from an exported generator file (.npz).
 """
 import sys
 
@@ -13,6 +14,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.")
 _SPLIT = flags.DEFINE_string("split", "test", "Held-out 'test' split, or 'train'.")
 _CLIPS = flags.DEFINE_integer("clips", None, "Number of clips (default: config train.eval_clips).")
 _UNTRAINED = flags.DEFINE_bool("compare_untrained", True, "Also evaluate a fresh init.")
+_DATA_NAME = flags.DEFINE_string("data_name", None, "Evaluate on this dataset instead of the "
+                                 "config's (e.g. classical: the embedded test split).")
+_DATA_ROOT = flags.DEFINE_string("data_root", None, "... at this root instead of the config's.")
+_OUT = flags.DEFINE_string("out", None, "Output folder (default: WORKDIR/eval, or the .npz "
+                           "file's folder/eval).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -33,8 +39,13 @@ def main(argv):
   from sparse_jax.errors import UserError
   try:
     evaluation.check_split(_SPLIT.value)
+    overrides = {k: v for k, v in (("name", _DATA_NAME.value), ("root", _DATA_ROOT.value))
+                 if v is not None}
+    if _DATA_NAME.value is not None and _DATA_ROOT.value is None:
+      overrides["root"] = ""  # that dataset's own default location
     evaluation.evaluate(_WORKDIR.value, _SPLIT.value, _CLIPS.value, _UNTRAINED.value,
-                        log=lambda m: print(m, file=sys.stderr, flush=True))
+                        log=lambda m: print(m, file=sys.stderr, flush=True),
+                        data_overrides=overrides, out_dir=_OUT.value)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

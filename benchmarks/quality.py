@@ -567,7 +567,8 @@ def parse_args(argv):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--workdir", default=DEFAULT_WORKDIR,
-                 help=f"a training run's workdir (default {DEFAULT_WORKDIR})")
+                 help=f"a training run's workdir or an exported generator .npz (default "
+                      f"{DEFAULT_WORKDIR})")
   p.add_argument("--clips", type=int, default=None,
                  help=f"held-out clips (default 8; 2 --quick); with --real {REAL_CLIPS} "
                  f"({REAL_QUICK['clips']} --quick)")
@@ -632,11 +633,10 @@ def parse_args(argv):
 
 
 def run_real(args, argv) -> dict:
-  from sparse_jax import checkpoint, metrics  # pylint: disable=g-import-not-at-top
-  from sparse_jax.codec.stream import Codec  # pylint: disable=g-import-not-at-top
+  from sparse_jax import api, metrics  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   log = lambda s: print(s, file=sys.stderr, flush=True)
-  codec = Codec.from_workdir(args.workdir)
+  codec = api.load_codec(args.workdir)
   visqol_seconds = None
   if not args.no_visqol:
     missing = metrics.visqol_missing()
@@ -644,12 +644,9 @@ def run_real(args, argv) -> dict:
       log(f"ViSQOL skipped: {missing}")
     else:
       visqol_seconds = args.visqol_seconds or args.seconds
-  ckpt = checkpoint.Checkpointer(args.workdir)
-  step = ckpt.latest_step()
-  ckpt.close()
   m = codec.cfg.model
   report = {
-      "workdir": args.workdir, "step": step, "model_id": codec.model_id.hex(),
+      "workdir": args.workdir, "step": codec.step, "model_id": codec.model_id.hex(),
       "window_seconds": m.n_samples / m.sample_rate, "sample_rate": int(m.sample_rate),
       "machine": machine_line(), "command": "python benchmarks/quality.py " + " ".join(argv),
       "date": datetime.date.today().isoformat(),
@@ -661,12 +658,11 @@ def run_real(args, argv) -> dict:
 
 def run(args, argv) -> dict:
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from sparse_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  from sparse_jax.codec.stream import Codec  # pylint: disable=g-import-not-at-top
+  from sparse_jax import api  # pylint: disable=g-import-not-at-top
   if args.real:
     return run_real(args, argv)
   start = time.perf_counter()
-  codec = Codec.from_workdir(args.workdir)
+  codec = api.load_codec(args.workdir)
   cfg = codec.cfg
   m = cfg.model
   clip_samples = m.n_samples if args.seconds is None else int(round(args.seconds * m.sample_rate))
@@ -681,11 +677,8 @@ def run(args, argv) -> dict:
         {"name": "musicnet", "root": args.musicnet_root,
          "cache_dir": cfg.data.get("cache_dir", "")})
   log = lambda s: print(s, file=sys.stderr, flush=True)
-  ckpt = checkpoint.Checkpointer(args.workdir)
-  step = ckpt.latest_step()
-  ckpt.close()
   report = {
-      "workdir": args.workdir, "step": step, "model_id": codec.model_id.hex(),
+      "workdir": args.workdir, "step": codec.step, "model_id": codec.model_id.hex(),
       "n_events": int(m.n_events), "window_seconds": m.n_samples / m.sample_rate,
       "sample_rate": int(m.sample_rate), "events_per_second": events_per_second(m),
       "machine": machine_line(),

@@ -163,8 +163,12 @@ class Checkpointer:
     saved = self.manager.save(step, args=ocp.args.StandardSave(tree), force=force)
     return bool(saved)
 
-  def _restore(self, step: int, abstract_tree):
-    """The tree of `step`; _Unrestorable if its files are damaged or from another config."""
+  def _restore(self, step: int, abstract_tree, partial: bool = False):
+    """The tree of `step`; _Unrestorable if its files are damaged or from another config.
+
+    `partial`: `abstract_tree` names a subset of the saved tree (nested dicts by field name), and
+    only those arrays are read (the codec reads the generator, not both Adam states).
+    """
     global _restore_failed
     sharding = self.sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
@@ -176,6 +180,10 @@ class Checkpointer:
     target = jax.tree.map(target_of, abstract_tree)
     _install_quiet_hook()
     try:
+      if partial:
+        return self.manager.restore(step, args=ocp.args.PyTreeRestore(
+            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+            partial_restore=True))
       return self.manager.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as e:  # pylint: disable=broad-except
       reason = damage_reason(e)
@@ -184,8 +192,9 @@ class Checkpointer:
       _restore_failed = True
       raise _Unrestorable(step, reason) from None
 
-  def restore(self, abstract_tree, step: int | None = None):
-    """Restores `step` (default: the latest) into the structure (and shardings) of `abstract_tree`.
+  def restore(self, abstract_tree, step: int | None = None, partial: bool = False):
+    """Restores `step` (default: the latest) into the structure (and shardings) of `abstract_tree`
+    (with `partial`, a subset of the saved tree: see `_restore`).
 
     Raises:
       UserError: no checkpoint, or this one does not restore.
@@ -195,7 +204,7 @@ class Checkpointer:
       raise UserError(f"no checkpoint in {self.directory}: train first, or pass the right "
                       "--workdir")
     try:
-      return self._restore(step, abstract_tree)
+      return self._restore(step, abstract_tree, partial)
     except _Unrestorable as e:
       raise UserError(f"checkpoint {step} in {self.directory} is damaged or from another config "
                       f"({e.reason}): rerun train.py on this workdir to set a damaged one aside, "
@@ -250,9 +259,6 @@ class Checkpointer:
     self.manager.reload()  # its cached step list still holds the moved ones
     return f"{note}; moved to {', '.join(moved)}"
 
-  def wait(self):
-    self.manager.wait_until_finished()
-
   def close(self):
     self.manager.wait_until_finished()
     self.manager.close()
@@ -306,3 +312,28 @@ def restore_train_state(workdir: str, step: int | None = None, log=None):
   extra = {"data_step": int(restored["data_step"]),
            "model_id": model_id(cfg, int(state.step))}
   return cfg, graphs, state, extra
+
+
+def restore_generator(workdir: str, step: int | None = None):
+  """The generator of a workdir's latest (or given) checkpoint, and nothing else.
+
+  Only the generator's arrays are read (a partial restore): no optimiser state, no discriminator.
+  What the codec, the report and `export` use.
+
+  Returns:
+    (cfg, graphs, g_params, model_id, step).
+  """
+  from sparse_jax import generator  # pylint: disable=g-import-not-at-top
+  cfg = load_config(workdir)
+  if not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
+    raise UserError(f"no checkpoints in {workdir!r}: train first (python train.py ... "
+                    f"--workdir {workdir})")
+  graphs, abstract = generator.abstract_params(cfg)
+  tree = {"state": {"g_params": abstract, "step": jax.ShapeDtypeStruct((), np.int32)}}
+  ckpt = Checkpointer(workdir)
+  try:
+    restored = ckpt.restore(tree, step, partial=True)
+  finally:
+    ckpt.close()
+  step = int(restored["state"]["step"])
+  return cfg, graphs, restored["state"]["g_params"], model_id(cfg, step), step

@@ -119,24 +119,39 @@ def plot_curves(path: str, results: dict, title: str) -> None:
 
 
 def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
-             compare_untrained: bool = True, log=print) -> dict:
-  """Evaluates a workdir's latest checkpoint; writes workdir/eval/metrics.json and curve.png."""
-  cfg, graphs, state, extra = checkpoint.restore_train_state(workdir, log=log)
+             compare_untrained: bool = True, log=print, data_overrides: dict | None = None,
+             out_dir: str | None = None) -> dict:
+  """Evaluates a workdir's latest checkpoint, or an exported generator file (.npz, e.g. the
+  shipped model); writes OUT/metrics.json and curve.png (OUT: workdir/eval, or FILE's folder/eval).
+
+  `data_overrides` replaces fields of the config's `data` (e.g. {'name': 'classical'}: the shipped
+  model on the embedded test split).
+  """
+  if os.path.isfile(workdir):
+    from sparse_jax import generator  # pylint: disable=g-import-not-at-top
+    cfg, graphs, g_params, model_id, step = generator.load(workdir)
+    tb_dir = None
+  else:
+    cfg, graphs, state, extra = checkpoint.restore_train_state(workdir, log=log)
+    g_params, model_id, step, tb_dir = state.g_params, extra["model_id"], int(state.step), workdir
+  for key, value in (data_overrides or {}).items():
+    cfg.data[key] = value
   source = data.make_source(cfg.data, sample_rate=cfg.model.sample_rate, split=split)
   n_clips = n_clips or cfg.train.eval_clips
   clips = data.eval_clips(source, n_clips, cfg.model.n_samples, seed=0)
-  step = int(state.step)
-  log(f"evaluating step {step} of {workdir} on {len(clips)} {split} clips")
+  log(f"evaluating step {step} of {workdir} on {len(clips)} {split} clips of {source}")
   examples = []
-  results = {f"trained (step {step})": evaluate_params(cfg, graphs, state.g_params, clips,
+  results = {f"trained (step {step})": evaluate_params(cfg, graphs, g_params, clips,
                                                        audio_examples=examples)}
   if compare_untrained:
     _, fresh = train_step.create_train_state(cfg)
     results["untrained"] = evaluate_params(cfg, graphs, fresh.g_params, clips)
-  out_dir = os.path.join(workdir, "eval")
+  if out_dir is None:
+    out_dir = os.path.join(workdir if tb_dir else os.path.dirname(os.path.abspath(workdir)),
+                           "eval")
   os.makedirs(out_dir, exist_ok=True)
   report = {"workdir": os.path.abspath(workdir), "step": step, "split": split,
-            "n_clips": len(clips), "model_id": extra["model_id"].hex(),
+            "data": str(source), "n_clips": len(clips), "model_id": model_id.hex(),
             "curve_definition": __doc__.split("\n\n")[1].strip(), "results": results}
   path = os.path.join(out_dir, "metrics.json")
   with open(path + ".tmp", "w") as f:
@@ -144,7 +159,8 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
   os.replace(path + ".tmp", path)
   plot_curves(os.path.join(out_dir, "curve.png"), results,
               f"energy removal, {split} split, step {step}")
-  write_tensorboard(workdir, step, next(iter(results.values())), examples, cfg.model.sample_rate)
+  if tb_dir:  # an exported generator has no training run to add figures to
+    write_tensorboard(tb_dir, step, next(iter(results.values())), examples, cfg.model.sample_rate)
   for label, res in results.items():
     curve = res["sum_of_event_spectrograms"]
     log(f"{label}: removed after 1/8/{len(curve)} events: "

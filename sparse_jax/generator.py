@@ -143,8 +143,8 @@ def load(path: str):
 def export_workdir(workdir: str, path: str, dtype=np.float16, step: int | None = None) -> dict:
   """The generator of a training run's checkpoint as a generator file.  Returns a summary."""
   from sparse_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  cfg, _, state, extra = checkpoint.restore_train_state(workdir, step)
-  n_bytes = save(path, cfg, state.g_params, extra["model_id"], int(state.step), dtype)
-  n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.g_params))
-  return {"path": path, "bytes": n_bytes, "parameters": n_params, "step": int(state.step),
+  cfg, _, g_params, model_id, step = checkpoint.restore_generator(workdir, step)
+  n_bytes = save(path, cfg, g_params, model_id, step, dtype)
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(g_params))
+  return {"path": path, "bytes": n_bytes, "parameters": n_params, "step": step,
           "dtype": np.dtype(dtype).name}

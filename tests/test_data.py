@@ -281,7 +281,7 @@ def test_eval_clips_are_deterministic_spread_and_skip_silence():
 
 def test_render_one_chorale(tmp_path):
   out = tmp_path / 'chorale.wav'
-  seconds = classical.render_work('bach/bwv66.6', out)
+  seconds = classical.render_movement('bach/bwv66.6', out)['seconds']
 
   audio, sr = sf.read(out, dtype='float32')
   info = sf.info(out)

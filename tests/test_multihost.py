@@ -177,7 +177,9 @@ def test_two_processes_train_like_one_and_resume_after_one_dies(tiny_config, cla
   source = data.make_source(cfg.data, sample_rate=cfg.model.sample_rate, split="train")
   sampler = data.SegmentSampler(source, cfg.model.n_samples, cfg.seed)
   for ref, got in zip(ref_rows, rows):
-    assert sorted(got) == sorted(ref)
+    # seconds_per_step is the host's clock, absent from the first row a process reports.
+    timing = {"seconds_per_step"}
+    assert sorted(set(got) - timing) == sorted(set(ref) - timing)
     for key in ("g_grad_norm", "removed_fraction"):
       np.testing.assert_allclose(got[key], ref[key], rtol=1e-5, atol=1e-6,
                                  err_msg=f"{key} at step {ref['step']}")

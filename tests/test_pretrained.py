@@ -172,3 +172,16 @@ def test_export_refuses_a_missing_folder_and_writes_nothing_on_failure(tiny_file
   with pytest.raises(UserError, match="does not exist"):
     generator.export_workdir(tiny_files[0], str(tmp_path / "no" / "g.npz"))
   assert not os.path.exists(tmp_path / "no")
+
+
+def test_the_codec_reads_only_the_generator_of_a_checkpoint():
+  from sparse_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  workdir = codec_fixtures.tiny_workdir()
+  _, _, g_params, model_id, step = checkpoint.restore_generator(workdir)
+  _, _, state, extra = checkpoint.restore_train_state(workdir)
+  assert model_id == extra["model_id"] and step == int(state.step)
+  full = jax.tree_util.tree_leaves_with_path(state.g_params)
+  part = jax.tree_util.tree_leaves_with_path(g_params)
+  assert [p for p, _ in full] == [p for p, _ in part]
+  for (_, a), (_, b) in zip(full, part):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -283,33 +283,6 @@ def render_atoms(atoms: np.ndarray, length: int) -> np.ndarray:
   return out_T
 
 
-def partial_reconstructions(atoms: np.ndarray, length: int, counts) -> np.ndarray:
-  """Reconstructions from the first c atoms (in the order chosen), for each c in counts.
-
-  Feed these to `metrics.spectral_energy_curve` to get MP's energy-removal curve, comparable with
-  the codec's per-event curve.
-
-  Args:
-    atoms: (n,) structured array in selection order (as `MPResult.atoms`).
-    length: signal length in samples.
-    counts: (K,) increasing atom counts, each in [0, n].
-
-  Returns:
-    (K, length) float64.
-  """
-  counts = [int(c) for c in counts]
-  if any(b < a for a, b in zip(counts, counts[1:])) or (counts and not 0 <= counts[0]) or (
-      counts and counts[-1] > atoms.size):
-    raise ValueError(f"counts must be increasing and within [0, {atoms.size}], got {counts}")
-  out_KxT = np.zeros((len(counts), length))
-  running_T, done = np.zeros(length), 0
-  for i, c in enumerate(counts):
-    running_T = running_T + render_atoms(atoms[done:c], length)
-    done = c
-    out_KxT[i] = running_T
-  return out_KxT
-
-
 # ------------------------------------------------------------------------------------------------
 # Bitstream.
 

@@ -566,11 +566,6 @@ def read(path, expected_model_id=None):
   return decode_bytes(data, expected_model_id=expected_model_id, name=path)
 
 
-def read_model_id(path):
-  """The model id stored in a `.sjx` file (the file is fully checked first)."""
-  return read(path).model_id
-
-
 # ----------------------------------------------------------------------------------------------
 # Bitrate.
 

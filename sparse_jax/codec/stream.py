@@ -258,8 +258,9 @@ class Codec:
   `Codec(cfg, graphs, g_params, model_id)`.
   """
 
-  def __init__(self, cfg, graphs, g_params, model_id: bytes):
+  def __init__(self, cfg, graphs, g_params, model_id: bytes, step: int | None = None):
     self.cfg = cfg
+    self.step = step  # the training step of the parameters, where known
     self.graphs = graphs
     self.g_params = g_params
     self.model_id = bytes(model_id)
@@ -277,7 +278,8 @@ class Codec:
 
   @classmethod
   def from_workdir(cls, workdir: str, step: int | None = None) -> "Codec":
-    """Loads the latest (or the given) checkpoint of a training workdir.
+    """Loads the generator of the latest (or the given) checkpoint of a training workdir (only its
+    arrays are read: no optimiser or discriminator state).
 
     Raises:
       UserError: no workdir, no config, no checkpoint, or a checkpoint that cannot be restored.
@@ -287,7 +289,7 @@ class Codec:
       raise UserError(f"--workdir {workdir!r} does not exist: pass the workdir of a training run")
     try:
       with _quiet_library_logs():
-        cfg, graphs, state, extra = checkpoint.restore_train_state(workdir, step)
+        cfg, graphs, g_params, model_id, step = checkpoint.restore_generator(workdir, step)
     except UserError:
       raise
     except Exception as e:  # pylint: disable=broad-except
@@ -296,7 +298,7 @@ class Codec:
       raise UserError(f"cannot load the model in {workdir!r} ({type(e).__name__}: {first}); "
                       "the checkpoint or config.json is damaged or from another version: "
                       "retrain or use another --workdir") from None
-    return cls(cfg, graphs, state.g_params, extra["model_id"])
+    return cls(cfg, graphs, g_params, model_id, step)
 
   @classmethod
   def from_generator_file(cls, path: str) -> "Codec":
@@ -308,8 +310,8 @@ class Codec:
     """
     from sparse_jax import generator  # pylint: disable=g-import-not-at-top
     with _quiet_library_logs():
-      cfg, graphs, g_params, model_id, _ = generator.load(path)
-    return cls(cfg, graphs, g_params, model_id)
+      cfg, graphs, g_params, model_id, step = generator.load(path)
+    return cls(cfg, graphs, g_params, model_id, step)
 
   # --------------------------------------------------------------------------------------------
   # Compiled pieces.

@@ -622,11 +622,6 @@ def render_movement(corpus_path: str, out_wav, sample_rate: int = SAMPLE_RATE,
   }
 
 
-def render_work(corpus_path: str, out_wav, sample_rate: int = SAMPLE_RATE) -> float:
-  """Renders one corpus score to `out_wav` (+ labels .csv beside it); returns its seconds."""
-  return render_movement(corpus_path, out_wav, sample_rate)['seconds']
-
-
 # ------------------------------------------------------------------------------------------------
 # The build: a pool of worker processes with a per-work timeout.
 
