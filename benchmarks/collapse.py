@@ -24,6 +24,7 @@ from ml_collections import config_flags
 
 from sparse_jax import checkpoint, data, representation, signal, train_step
 from sparse_jax.errors import UserError
+from sparse_jax.geometry import Geometry
 from sparse_jax.model import encode_audio
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config (for an untrained model).")
@@ -45,7 +46,7 @@ def layer_ranks(cfg, graphs, g_params, clips_BxT: np.ndarray) -> dict:
   model = train_step.merge_generator(graphs, g_params)
   enc = model.encoder
   spec = signal.stft_magnitude(jnp.asarray(clips_BxT), m.window, m.hop)
-  half = (m.n_samples // m.hop) // 2
+  half = Geometry.of(m).half
   frames_BxHxF = jnp.swapaxes(spec[:, :, :half], 1, 2)
   proj = enc.proj(jnp.swapaxes(spec, 1, 2))[:, :half]
   feats = enc.features(spec)

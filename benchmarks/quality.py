@@ -47,7 +47,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -472,18 +471,10 @@ def real_plots(folder: str, report: dict) -> list:
 
 def write_atomic(path: str, write) -> None:
   """Calls write(tmp_path), then renames: a reader never sees a half-written file."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  suffix = os.path.splitext(path)[1]
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
-  os.close(fd)
-  try:
+  from sparse_jax import files  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with files.atomic_output(path) as tmp:
     write(tmp)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def _f(x, fmt: str) -> str:

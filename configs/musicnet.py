@@ -54,6 +54,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.instr_expressivity = 4   # resonances mixed per event
   c.model.n_deformations = 256
   c.model.n_rooms = 40             # synthetic room impulse responses (fixed, not trained)
+  # The synthesis chain (sparse_jax/blocks.py): the attack first, then any of the others.
+  c.model.blocks = ("attack", "resonance", "room")
   c.model.room_seed = 0
   c.model.fine_positioning = True  # sub-hop shift of +-1 hop from an MLP head
   c.model.init_scale = 0.02        # U(-s, s) for dense weights, as the paper's initialiser

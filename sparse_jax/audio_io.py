@@ -3,16 +3,15 @@
 Everything that touches an audio file on disk goes through here, so a bad file always surfaces as
 one `UserError` line naming the file and the fix, and a crash never leaves a half-written output.
 """
-import contextlib
 import io
 import math
 import os
-import uuid
 
 import numpy as np
 import soundfile as sf
 
 from sparse_jax.errors import UserError
+from sparse_jax.files import atomic_output
 
 # Extension -> (libsndfile container, default subtype).
 _FORMATS = {
@@ -122,33 +121,6 @@ def read_audio(path):
   if audio_TxC.shape[0] == 0 or audio_TxC.shape[1] == 0:
     raise UserError(f'{name}: the file holds no audio samples; pass a non-empty recording')
   return audio_TxC, int(sr_in)
-
-
-@contextlib.contextmanager
-def atomic_output(path):
-  """Yields a temporary path beside `path`; on success it replaces `path` in one step.
-
-  A reader therefore sees either the old file or the complete new one, never a partial file, and
-  an interrupted writer leaves nothing behind (the temporary file is removed on any exception).
-
-  Args:
-    path: the final file path.
-
-  Yields:
-    The temporary path to write to (same folder, hidden name, same extension).
-  """
-  path = os.fspath(path)
-  folder, base = os.path.split(os.path.abspath(path))
-  _, ext = os.path.splitext(base)
-  # Same folder, so os.replace is a rename on one filesystem; same extension, so tools that sniff
-  # the format from the name still work.
-  tmp = os.path.join(folder, f'.{base}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{ext}')
-  try:
-    yield tmp
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def write_audio(path, audio_T, sample_rate: int, subtype=None):

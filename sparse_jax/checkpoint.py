@@ -32,12 +32,9 @@ _DAMAGE_TYPES = (OSError, ValueError, KeyError, EOFError)
 
 
 def save_config(workdir: str, cfg) -> None:
+  from sparse_jax import files  # pylint: disable=g-import-not-at-top
   os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, CONFIG_FILE)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(cfg.to_json(indent=2))
-  os.replace(tmp, path)
+  files.write_text(os.path.join(workdir, CONFIG_FILE), cfg.to_json(indent=2))
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

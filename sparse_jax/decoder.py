@@ -1,16 +1,19 @@
 """The physical decoder: event vector -> synthesis controls -> event audio.
 
-A multi-head MLP maps the 32-d event vector to one output per synthesis control.  Most controls
-are "lookups": a ReLU-weighted, unnormalised mix of the rows of a learned table (envelopes, noise
+A multi-head MLP maps the event vector to one output per synthesis control.  Most controls are
+"lookups": a ReLU-weighted, unnormalised mix of the rows of a learned table (envelopes, noise
 filters, resonances, deformations), which is a linear layer with a ReLU on its input.  The room is
-a mix of a fixed bank of impulse responses (`rooms.py`).  The DSP lives in `synth.py`.
+a mix of a fixed bank of impulse responses (`rooms.py`).  Which heads, tables and controls exist,
+and how each block renders, is the synthesis blocks' business (`blocks.py`); the DSP is in
+`synth.py`.
 """
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from sparse_jax import rooms, signal, synth
+from sparse_jax import blocks, rooms
+from sparse_jax.geometry import Geometry
 from sparse_jax.encoder import trunk_scale, uniform_init
 
 
@@ -19,22 +22,15 @@ class RoomBank(nnx.Variable):
 
 
 def head_sizes(cfg) -> dict[str, tuple[int, ...]]:
-  """The MLP heads and their output shapes, per event.
+  """The MLP heads and their output shapes, per event: the chain's blocks' heads in order, then
+  the fine shift's.
 
   The paper's model also computes `amplitudes` (1) and `res_filter` (2, 64) but never uses them
   (2.2M dead parameters); they are left out here.
   """
-  sizes = {
-      "envelopes": (cfg.n_envelopes,),
-      "noise_resonance": (cfg.noise_expressivity, cfg.n_noise_filters),
-      "noise_deformations": (cfg.n_noise_deformations,),
-      "noise_mixes": (2,),
-      "resonances": (cfg.instr_expressivity, cfg.n_resonances),
-      "deformations": (cfg.n_deformations,),
-      "mixes": (2,),
-      "room_choice": (cfg.n_rooms,),
-      "room_mix": (2,),
-  }
+  sizes = {}
+  for block in blocks.chain(cfg.get("blocks", blocks.DEFAULT_BLOCKS)):
+    sizes.update(block.heads(cfg))
   if cfg.fine_positioning:
     sizes["fine"] = (1,)
   return sizes
@@ -90,73 +86,51 @@ class MultiHeadMLP(nnx.Module):
 
 
 class Decoder(nnx.Module):
-  """Event vectors (B, D), frames (B,), gains (B,) -> scheduled event audio (B, T)."""
+  """Event vectors (B, D), frames (B,), gains (B,) -> scheduled event audio (B, T).
+
+  The synthesis is the chain of blocks of `model.blocks` (`blocks.py`): the decoder creates their
+  heads (one stacked MLP) and tables (as its own parameters, named by the blocks), turns head
+  outputs into each block's controls, and renders the chain and the schedule per event.
+  """
 
   def __init__(self, cfg, rngs: nnx.Rngs):
-    self.cfg = nnx.static(dict(
-        n_samples=cfg.n_samples, window=cfg.window, hop=cfg.hop,
-        attack_samples=cfg.attack_samples, envelope_spikes=cfg.envelope_spikes,
-        envelope_points=cfg.envelope_points, fine_positioning=cfg.fine_positioning))
-    n_bins = cfg.window // 2 + 1
-    n_frames = cfg.n_samples // cfg.hop
+    self.chain = nnx.static(blocks.chain(cfg.get("blocks", blocks.DEFAULT_BLOCKS)))
+    self.geometry = nnx.static(Geometry.of(cfg))
+    self.fine_positioning = nnx.static(bool(cfg.fine_positioning))
     self.heads = MultiHeadMLP(cfg, head_sizes(cfg), rngs)
-    u = uniform_init
-    self.envelopes = nnx.Param(u(0.02)(
-        rngs.params(), (cfg.n_envelopes, cfg.envelope_spikes * cfg.envelope_points)))
-    self.noise_filters = nnx.Param(u(1.0)(
-        rngs.params(), (cfg.n_noise_filters, cfg.noise_filter_samples)))
-    self.noise_deformations = nnx.Param(u(0.02)(
-        rngs.params(), (cfg.n_noise_deformations, cfg.noise_expressivity * n_frames)))
-    # The resonance table is sparse at init: U(-6, 6) on about 1% of its entries.
-    k1, k2 = jax.random.split(rngs.params())
-    res = u(6.0)(k1, (cfg.n_resonances, 3 * n_bins))
-    self.resonances = nnx.Param(res * jax.random.bernoulli(k2, 0.01, res.shape))
-    self.deformations = nnx.Param(u(0.02)(
-        rngs.params(), (cfg.n_deformations, cfg.instr_expressivity * n_frames)))
-    self.room_spectra = RoomBank(jnp.asarray(rooms.room_bank_spectra(
-        cfg.n_rooms, cfg.n_samples, cfg.sample_rate, cfg.room_seed)))
+    init = blocks.TableInit(rngs)
+    names = []
+    for block in self.chain:
+      for name, value in block.tables(cfg, init).items():
+        setattr(self, name, nnx.Param(value))
+        names.append(name)
+    self.table_names = nnx.static(tuple(names))
+    if any(block.name == "room" for block in self.chain):
+      self.room_spectra = RoomBank(jnp.asarray(rooms.room_bank_spectra(
+          cfg.n_rooms, cfg.n_samples, cfg.sample_rate, cfg.room_seed)))
 
   def controls(self, vector_BxD, frame_B, gain_B, fine_B=None) -> dict[str, jax.Array]:
-    """The synthesis controls of `synth.render_event`, batched over B.
-
-    `fine_B` overrides the fine shift of the `fine` head (a decoded file stores its own).
-    """
-    c = self.cfg
+    """The synthesis controls of every block of the chain, batched over B, and the schedule's
+    (frame, gain, fine).  `fine_B` overrides the fine shift of the `fine` head (a decoded file
+    stores its own)."""
     heads = self.heads(vector_BxD)
-    relu = jax.nn.relu
+    tables = {name: getattr(self, name)[...] for name in self.table_names}
+    out = {}
+    for block in self.chain:
+      out.update(block.controls(heads, tables, self.geometry))
+    out.update(frame=frame_B, gain=gain_B)
     b = vector_BxD.shape[0]
-    n_frames = c["n_samples"] // c["hop"]
-    env = relu(heads["envelopes"]) @ self.envelopes[...]
-    noise_rows = signal.unit_norm(self.noise_filters[...])
-    out = {
-        "envelope_SxP": env.reshape(b, c["envelope_spikes"], c["envelope_points"]),
-        "noise_filters_CxL": relu(heads["noise_resonance"]) @ noise_rows,
-        "noise_deform_CxN": (relu(heads["noise_deformations"]) @ self.noise_deformations[...]
-                             ).reshape(b, -1, n_frames),
-        "noise_mix_2": heads["noise_mixes"],
-        "resonance_params_Cx3F": relu(heads["resonances"]) @ self.resonances[...],
-        "deform_CxN": (relu(heads["deformations"]) @ self.deformations[...]
-                       ).reshape(b, -1, n_frames),
-        "mix_2": heads["mixes"],
-        "room_weights_R": relu(heads["room_choice"]),
-        "room_mix_2": heads["room_mix"],
-        "frame": frame_B,
-        "gain": gain_B,
-    }
     if fine_B is not None:
       out["fine"] = jnp.asarray(fine_B, jnp.float32)
-    elif c["fine_positioning"]:
-      out["fine"] = jnp.tanh(heads["fine"][:, 0]) * c["hop"]  # within +-1 hop
+    elif self.fine_positioning:
+      out["fine"] = jnp.tanh(heads["fine"][:, 0]) * self.geometry.hop  # within +-1 hop
     else:
       out["fine"] = jnp.zeros((b,), jnp.float32)
     return out
 
   def __call__(self, vector_BxD, frame_B, gain_B, fine_B=None) -> tuple[jax.Array, jax.Array]:
     """Returns the scheduled audio (B, T) and the fine shift in samples (B,)."""
-    c = self.cfg
     controls = self.controls(vector_BxD, frame_B, gain_B, fine_B)
-    rooms_spec = self.room_spectra[...]
-    render = lambda ctl: synth.render_event(
-        ctl, rooms_spec, n_samples=c["n_samples"], window=c["window"], hop=c["hop"],
-        attack_samples=c["attack_samples"])
+    consts = {"rooms_spec_RxK": self.room_spectra[...]} if hasattr(self, "room_spectra") else {}
+    render = lambda ctl: blocks.render_event(ctl, consts, self.geometry, self.chain)
     return jax.vmap(render)(controls), controls["fine"]

@@ -10,6 +10,7 @@ from flax import nnx
 
 from sparse_jax import signal
 from sparse_jax.encoder import dense
+from sparse_jax.geometry import Geometry
 
 
 class WeightNormConv(nnx.Module):
@@ -33,16 +34,24 @@ class WeightNormConv(nnx.Module):
     return y + self.b[...]
 
 
+def layers_problem(model_cfg, disc_cfg) -> str | None:
+  """Why `disc.n_layers` does not fit the window (None if it does): the stride-2 layers must
+  leave the judge a multiple of 4 of the first half's frames."""
+  frames = Geometry.of(model_cfg).half
+  final = frames // 2**disc_cfg.n_layers
+  if final < 4 or final % 4:
+    return (f"disc.n_layers={disc_cfg.n_layers} leaves {final} frames of the {frames} first-half "
+            f"frames; the judge needs a multiple of 4: lower or raise disc.n_layers")
+  return None
+
+
 class Discriminator(nnx.Module):
 
   def __init__(self, model_cfg, disc_cfg, rngs: nnx.Rngs):
-    n_bins = model_cfg.window // 2 + 1
-    frames = (model_cfg.n_samples // model_cfg.hop) // 2
-    final = frames // 2**disc_cfg.n_layers
-    if final < 4 or final % 4:
-      raise ValueError(
-          f"disc.n_layers={disc_cfg.n_layers} leaves {final} frames of the {frames} first-half "
-          f"frames; the judge needs a multiple of 4: lower or raise disc.n_layers")
+    problem = layers_problem(model_cfg, disc_cfg)
+    if problem:
+      raise ValueError(problem)
+    n_bins = Geometry.of(model_cfg).n_bins
     self.window, self.hop = model_cfg.window, model_cfg.hop
     self.half = model_cfg.n_samples // 2
     ch = disc_cfg.channels

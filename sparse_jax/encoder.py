@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from sparse_jax.geometry import Geometry
 from sparse_jax.signal import unit_norm
 
 
@@ -75,7 +76,7 @@ class Encoder(nnx.Module):
   """Residual spectrogram -> per-frame candidate vectors and switch values, first half only."""
 
   def __init__(self, cfg, rngs: nnx.Rngs):
-    n_bins = cfg.window // 2 + 1
+    n_bins = Geometry.of(cfg).n_bins
     ch = cfg.encoder_channels
     self.n_frames = cfg.n_samples // cfg.hop
     self.dilations = tuple(cfg.dilations)

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sparse_jax import checkpoint, data, metrics, representation, signal, train_step
+from sparse_jax import checkpoint, data, files, metrics, representation, signal, train_step
 from sparse_jax.errors import UserError
 from sparse_jax.model import encode_audio
 
@@ -112,10 +112,9 @@ def plot_curves(path: str, results: dict, title: str) -> None:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
+  with files.atomic_output(path) as tmp:
+    fig.savefig(tmp, dpi=110)
   plt.close(fig)
-  os.replace(tmp, path)
 
 
 def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
@@ -154,9 +153,7 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
             "data": str(source), "n_clips": len(clips), "model_id": model_id.hex(),
             "curve_definition": __doc__.split("\n\n")[1].strip(), "results": results}
   path = os.path.join(out_dir, "metrics.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump(report, f, indent=2)
-  os.replace(path + ".tmp", path)
+  files.write_text(path, json.dumps(report, indent=2))
   plot_curves(os.path.join(out_dir, "curve.png"), results,
               f"energy removal, {split} split, step {step}")
   if tb_dir:  # an exported generator has no training run to add figures to

@@ -53,7 +53,7 @@ def derived_model_id(model_id: bytes, dtype) -> bytes:
 
 def save(path: str, cfg, g_params, model_id: bytes, step: int, dtype=np.float32) -> int:
   """Writes the generator to `path` (atomically).  Returns the file's size in bytes."""
-  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  from sparse_jax import files  # pylint: disable=g-import-not-at-top
   dtype = np.dtype(dtype)
   if dtype not in (np.float16, np.float32):
     raise UserError(f"parameters are stored as float16 or float32, not {dtype.name}")
@@ -71,7 +71,7 @@ def save(path: str, cfg, g_params, model_id: bytes, step: int, dtype=np.float32)
   folder = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(folder):
     raise UserError(f"{path}: its folder {folder} does not exist; create it first")
-  with audio_io.atomic_output(path) as tmp:
+  with files.atomic_output(path) as tmp:
     with open(tmp, "wb") as f:
       np.savez_compressed(f, **arrays)
   return os.path.getsize(path)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.signal
 
+from sparse_jax.signal import hann_periodic
+
 # Floor of the squared magnitude in the MR-STFT distance (Parallel-WaveGAN's clamp): silent bins
 # get a finite, shared log value, and inaudible noise far below the signal does not dominate the
 # log term.
@@ -43,19 +45,6 @@ def _pair(ref_T, est_T) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"ref_T and est_T differ in length ({ref_T.size} vs {est_T.size}); "
                      "crop them or use metrics.align first")
   return ref_T, est_T
-
-
-def hann_periodic(window: int) -> np.ndarray:
-  """The periodic Hann window (as `torch.hann_window` and `scipy.signal.get_window('hann', n)`).
-
-  Args:
-    window: length in samples.
-
-  Returns:
-    (window,) float64.
-  """
-  n = np.arange(window)
-  return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / window)
 
 
 def _frames(padded_T: np.ndarray, window: int, hop: int, n_frames: int) -> np.ndarray:
@@ -82,7 +71,7 @@ def stft(audio_T, window: int = 2048, hop: int = 256) -> np.ndarray:
   audio_T = _as_signal(audio_T, "audio_T")
   n_frames = audio_T.size // hop
   padded_T = np.concatenate([audio_T, np.zeros(window)])
-  frames_NxW = _frames(padded_T, window, hop, n_frames) * hann_periodic(window)
+  frames_NxW = _frames(padded_T, window, hop, n_frames) * hann_periodic(window, np.float64)
   return np.fft.rfft(frames_NxW, axis=-1, norm="ortho").T
 
 
@@ -101,7 +90,7 @@ def _centred_stft(audio_T: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
   mode = "reflect" if audio_T.size > 1 else "constant"
   padded_T = np.pad(audio_T, (pad, pad), mode=mode)
   n_frames = 1 + audio_T.size // hop
-  frames_NxW = _frames(padded_T, n_fft, hop, n_frames) * hann_periodic(n_fft)
+  frames_NxW = _frames(padded_T, n_fft, hop, n_frames) * hann_periodic(n_fft, np.float64)
   return np.fft.rfft(frames_NxW, axis=-1).T
 
 

@@ -17,6 +17,7 @@ from flax import nnx
 from sparse_jax import signal
 from sparse_jax.decoder import Decoder
 from sparse_jax.encoder import Encoder, choose_event
+from sparse_jax.geometry import Geometry
 
 
 class SparseCodec(nnx.Module):
@@ -54,7 +55,7 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
   target's residual at that step (`step_removal_BxE`).
   """
   n_events = n_events or cfg.n_events
-  half = (cfg.n_samples // cfg.hop) // 2
+  half = Geometry.of(cfg).half
   per_step = target_spec_BxFxN is not None
 
   def step(carry, _):

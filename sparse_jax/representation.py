@@ -22,19 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
+from sparse_jax.blocks import BLOCKS
 from sparse_jax.signal import unit_norm
 
 FIRST_FRAMES = 4
 
-# Decoder head -> the table its ReLU weights mix (see decoder.Decoder.controls).
-HEAD_TABLES = {
-    "envelopes": "envelopes",
-    "noise_resonance": "noise_filters",
-    "noise_deformations": "noise_deformations",
-    "resonances": "resonances",
-    "deformations": "deformations",
-    "room_choice": "rooms",
-}
+# Decoder head -> the table its ReLU weights mix, as the synthesis blocks declare them.
+HEAD_TABLES = {head: table for block in BLOCKS.values() for head, table in block.lookups.items()}
 
 
 def _replicated(x_NxD: jax.Array) -> jax.Array:

@@ -10,14 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def hann_periodic(window: int) -> np.ndarray:
-  """The periodic ("DFT-even") Hann window, as torch.hann_window and scipy's hann(sym=False)."""
+def hann_periodic(window: int, dtype=np.float32) -> np.ndarray:
+  """The periodic ("DFT-even") Hann window, as torch.hann_window and scipy's hann(sym=False):
+  the model's STFT, the metrics' (float64) and matching pursuit's atoms all use this one."""
   n = np.arange(window)
-  return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / window)).astype(np.float32)
-
-
-def n_frames(n_samples: int, hop: int) -> int:
-  return n_samples // hop
+  return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / window)).astype(dtype)
 
 
 def stft(audio_xT: jax.Array, window: int, hop: int) -> jax.Array:

@@ -1,8 +1,8 @@
-"""The decoder's DSP blocks, as pure `jnp` functions of one event's controls (no Flax).
+"""The synthesis blocks' DSP, as pure `jnp` functions of one event's controls (no Flax).
 
-An event is rendered by three stacked blocks, each mixing its input (dry) with a filtered copy
-(wet): a noise-burst attack, the instrument's evolving resonances, and a fixed room.  Every
-function here renders ONE event; the decoder vmaps them over the batch.
+The blocks themselves (attack, resonance, room: what each reads and renders) are in `blocks.py`;
+these are the signal-processing pieces they are made of.  Every function here renders ONE event;
+the decoder vmaps them over the batch.
 
 Lengths: `T` is the window (2^17 by default), `F` the STFT bins, `P` the points of an energy
 envelope, `A` the length of the attack (envelope plus noise filter).
@@ -92,59 +92,7 @@ def dry_wet(dry, wet, mix_logits_2):
   return mix[0] * dry + mix[1] * wet
 
 
-def render_event(controls: dict, rooms_spec_RxK: jax.Array, *, n_samples: int, window: int,
-                 hop: int, attack_samples: int) -> jax.Array:
-  """Renders one event: attack -> resonance -> room, then schedules it at its frame.
-
-  Args:
-    controls: the event's synthesis controls (already looked up in the decoder's tables):
-      envelope_SxP (spike logits), noise_filters_CxL (attack filters), noise_deform_CxN,
-      noise_mix_2, resonance_params_Cx3F, deform_CxN, mix_2, room_weights_R (>= 0),
-      room_mix_2, fine (shift in samples), frame (int), gain.
-    rooms_spec_RxK: rfft, at 2T, of the fixed room impulse responses (R, T + 1).
-    n_samples: T.
-    window, hop: the STFT's, which set the resonance frames and the frame -> sample scale.
-    attack_samples: length of the energy envelope (P points stretched), T/16 in the paper.
-
-  Returns:
-    (T,) the scheduled event audio.
-  """
-  filter_len = controls["noise_filters_CxL"].shape[-1]
-  # The attack is short (T/16 by default), so its convolutions use small FFTs.
-  impulse_A = energy_impulse(controls["envelope_SxP"], attack_samples)
-  attack_len = attack_samples + filter_len - 1
-  noise_CxA = signal.fft_convolve(
-      jnp.pad(impulse_A, (0, filter_len - 1)), controls["noise_filters_CxL"])
-  noise_masks_CxA = deformation_masks(controls["noise_deform_CxN"], n_samples)[:, :attack_len]
-  wet1_A = jnp.sum(noise_CxA * noise_masks_CxA, axis=0)
-  x1_A = dry_wet(jnp.pad(impulse_A, (0, filter_len - 1)), wet1_A, controls["noise_mix_2"])
-
-  # Instrument: convolve the attack with C resonances, each weighted by its deformation mask.
-  resonances_CxT = fft_resonances(controls["resonance_params_Cx3F"], n_samples, window)
-  # Output samples [0, T) of the linear convolution need an FFT of at least T + A - 1; the nearest
-  # 2^k * 3^j size is much smaller than 2T.
-  conv_len = _smooth_size(n_samples + attack_len - 1)
-  wet2_CxT = signal.fft_convolve(jnp.pad(x1_A, (0, n_samples - attack_len))[None],
-                                 resonances_CxT, fft_len=conv_len)
-  masks_CxT = deformation_masks(controls["deform_CxN"], n_samples)
-  wet2_T = jnp.sum(wet2_CxT * masks_CxT, axis=0)
-  x2_T = dry_wet(jnp.pad(x1_A, (0, n_samples - attack_len)), wet2_T, controls["mix_2"])
-
-  # Room: linear, so x3 = h0 * (rir conv x2) + h1 * x2 has spectrum X2 * (h0 * RIR + h1), one
-  # FFT pair at 2T (the room's tail is as long as the window).  Then the window crop.
-  size = 2 * n_samples
-  room_K = controls["room_weights_R"].astype(rooms_spec_RxK.dtype) @ rooms_spec_RxK
-  h = jax.nn.softmax(controls["room_mix_2"])
-  x3_T = jnp.fft.irfft(jnp.fft.rfft(x2_T, n=size) * (h[0] * room_K + h[1]), n=size)[:n_samples]
-  # Scheduling, in the paper's order: the cropped event is convolved with gain * one_hot(hop *
-  # frame) (an exact shift in time; what passes T is dropped), and only then shifted by the fine
-  # offset.  Shifting before the crop or the schedule would wrap a negative shift's onset to the
-  # end of the buffer (lost in the crop) and a positive shift's room tail into the onset.
-  scheduled_T = signal.delay_integer(x3_T, hop * controls["frame"])
-  return controls["gain"] * signal.fine_shift(scheduled_T, controls["fine"])
-
-
-def _smooth_size(n: int) -> int:
+def smooth_size(n: int) -> int:
   """The smallest 2^a * 3^b >= n: an FFT length that is fast and not much above n."""
   best = signal.fft_size(n)
   p3 = 1

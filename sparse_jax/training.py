@@ -19,7 +19,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from sparse_jax import checkpoint, data, progress as progress_lib, train_step
+from sparse_jax import blocks, checkpoint, data, discriminator, files, train_step
+from sparse_jax import progress as progress_lib
 from sparse_jax.errors import UserError
 
 
@@ -44,9 +45,9 @@ def validate_config(cfg) -> None:
        f"loss.energy_objective={cfg.loss.get('energy_objective')!r} must be 'sum' or 'per_step'"),
       (cfg.optim.get("schedule", "constant") in ("constant", "cosine"),
        f"optim.schedule={cfg.optim.get('schedule')!r} must be 'constant' or 'cosine'"),
-      (0 <= cfg.loss.get("start_ramp_frames", 0) <= (m.n_samples // m.hop) // 2,
+      (0 <= cfg.loss.get("start_ramp_frames", 0) <= m.n_samples // m.hop // 2,
        f"loss.start_ramp_frames={cfg.loss.get('start_ramp_frames')} must be in [0, "
-       f"{(m.n_samples // m.hop) // 2}] (the first half's frames)"),
+       f"{m.n_samples // m.hop // 2}] (the first half's frames)"),
       (cfg.loss.get("diversity_weight", 0.0) >= 0.0,
        f"loss.diversity_weight={cfg.loss.get('diversity_weight')} must be >= 0"),
       (0.0 <= cfg.loss.event_drop_prob < 1.0,
@@ -57,11 +58,13 @@ def validate_config(cfg) -> None:
   for ok, message in checks:
     if not ok:
       raise UserError(f"bad config value: {message}")
-  frames = (m.n_samples // m.hop) // 2
-  if cfg.loss.adversarial and (frames // 2**cfg.disc.n_layers < 4
-                               or (frames // 2**cfg.disc.n_layers) % 4):
-    raise UserError(f"bad config value: disc.n_layers={cfg.disc.n_layers} must leave a multiple "
-                    f"of 4 of the {frames} first-half frames")
+  try:
+    blocks.chain(m.get("blocks", blocks.DEFAULT_BLOCKS))
+  except ValueError as e:
+    raise UserError(f"bad config value: {e}") from None
+  problem = cfg.loss.adversarial and discriminator.layers_problem(m, cfg.disc)
+  if problem:
+    raise UserError(f"bad config value: {problem}")
 
 
 def config_fields(cfg, prefix: str = "") -> list:
@@ -143,10 +146,8 @@ class MetricWriter:
     self._purge_step = step + 1
     if kept == lines:
       return
-    tmp = self.path + ".tmp"  # rewritten whole and renamed: a kill now leaves one file or the other
-    with open(tmp, "w") as f:
-      f.writelines(kept)
-    os.replace(tmp, self.path)
+    # Rewritten whole and renamed: a kill now leaves one file or the other.
+    files.write_text(self.path, "".join(kept))
 
   def write(self, step: int, metrics: dict) -> None:
     if not self.enabled:

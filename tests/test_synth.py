@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sparse_jax import rooms, signal, synth
+from sparse_jax import blocks, rooms, signal, synth
 
 
 def test_sparse_softmax_forward_is_scaled_one_hot_backward_is_softmax():
@@ -81,6 +81,14 @@ def test_room_bank_is_deterministic_peak_normalised_and_decays_as_designed():
   np.testing.assert_allclose(measured, design, rtol=0.5)
 
 
+def _render_event(controls, spectra, n, window, hop, attack_samples, chain=None):
+  """One event through the default chain of blocks (or `chain`), then the schedule."""
+  s, p = controls["envelope_SxP"].shape
+  geo = blocks.Geometry(n, window, hop, attack_samples, s, p)
+  return np.asarray(blocks.render_event(controls, {"rooms_spec_RxK": jnp.asarray(spectra)}, geo,
+                                        None if chain is None else blocks.chain(chain)))
+
+
 def test_render_event_is_silent_before_its_frame_and_scales_with_gain():
   window, hop, n = 256, 64, 4096
   n_bins = window // 2 + 1
@@ -100,8 +108,7 @@ def test_render_event_is_silent_before_its_frame_and_scales_with_gain():
       "frame": jnp.array(10),
       "gain": jnp.array(1.0),
   }
-  render = lambda c: np.asarray(synth.render_event(c, jnp.asarray(spectra), n_samples=n,
-                                                   window=window, hop=hop, attack_samples=256))
+  render = lambda c: _render_event(c, spectra, n, window, hop, 256)
   audio = render(controls)
   assert np.abs(audio[:10 * hop]).max() < 1e-5
   assert np.abs(audio[10 * hop:]).max() > 1e-3
@@ -113,10 +120,10 @@ def test_render_event_is_silent_before_its_frame_and_scales_with_gain():
 
 
 def test_smooth_fft_size():
-  assert synth._smooth_size(1000) == 1024
-  assert synth._smooth_size(131072 + 8319) == 139968  # 2^6 * 3^7, not 2^18
+  assert synth.smooth_size(1000) == 1024
+  assert synth.smooth_size(131072 + 8319) == 139968  # 2^6 * 3^7, not 2^18
   for n in (17, 1000, 5000, 139391):
-    size = synth._smooth_size(n)
+    size = synth.smooth_size(n)
     assert size >= n and size <= signal.fft_size(n)
 
 
@@ -146,8 +153,7 @@ def _event_controls(n, hop, window, *, click=False, seed=0):
 
 def _render(controls, n, hop, window):
   spectra = jnp.asarray(rooms.room_bank_spectra(2, n, 22050, 0))
-  return np.asarray(synth.render_event(controls, spectra, n_samples=n, window=window, hop=hop,
-                                       attack_samples=512), np.float64)
+  return np.asarray(_render_event(controls, spectra, n, window, hop, 512), np.float64)
 
 
 def _paper_schedule(event_T, delay_int, shift):
@@ -193,3 +199,38 @@ def test_render_event_schedules_then_shifts_in_the_papers_order(shift):
       onset = hop * frame + int(np.ceil(shift))
       np.testing.assert_allclose(got[onset:onset + 64], at_zero[:64], atol=0.02 * np.abs(
           at_zero).max())
+
+
+def test_a_block_can_be_left_out_of_the_chain():
+  # The room block off: the event is the attack and resonance alone, which is what the full chain
+  # renders with the room's mix fully dry.
+  n, hop, window = 8192, 256, 1024
+  spectra = rooms.room_bank_spectra(2, n, 22050, 0)
+  base = _event_controls(n, hop, window, seed=2)
+  no_room = _render_event(base, spectra, n, window, hop, 512, chain=("attack", "resonance"))
+  dry_room = _render_event(dict(base, room_mix_2=jnp.array([-40.0, 40.0])), spectra, n, window,
+                           hop, 512)
+  np.testing.assert_allclose(no_room, dry_room, atol=1e-6 * np.abs(dry_room).max())
+  # With the room on (half wet), its tail adds energy to the window's second half.
+  with_room = _render_event(base, spectra, n, window, hop, 512)
+  late = slice(n // 2, None)
+  assert np.sum(with_room[late] ** 2) > 1.2 * np.sum(no_room[late] ** 2)
+  with pytest.raises(ValueError, match="the attack first"):
+    blocks.chain(("resonance", "attack"))
+  with pytest.raises(ValueError, match="the attack first"):
+    blocks.chain(("attack", "reverb"))
+
+
+def test_a_decoder_without_a_block_has_neither_its_heads_nor_its_constants():
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from configs import musicnet  # pylint: disable=g-import-not-at-top
+  from sparse_jax.decoder import Decoder, head_sizes  # pylint: disable=g-import-not-at-top
+  cfg = musicnet.get_config("tiny").model
+  full = head_sizes(cfg)
+  cfg.blocks = ("attack", "resonance")
+  assert set(full) - set(head_sizes(cfg)) == {"room_choice", "room_mix"}
+  decoder = nnx.eval_shape(lambda: Decoder(cfg, nnx.Rngs(0)))
+  assert not hasattr(decoder, "room_spectra")
+  audio, _ = Decoder(cfg, nnx.Rngs(0))(jnp.ones((2, cfg.event_dim)), jnp.array([0, 3]),
+                                       jnp.ones(2))
+  assert audio.shape == (2, cfg.n_samples) and np.all(np.isfinite(np.asarray(audio)))

@@ -40,6 +40,7 @@ import math
 import numpy as np
 
 from sparse_jax.baselines import CodecResult
+from sparse_jax.signal import hann_periodic
 
 # Our codec's event rate at 22050 Hz: 32 events per 2^16 samples.
 CODEC_EVENTS_PER_SECOND = 32 * 22050 / 2**16
@@ -72,10 +73,6 @@ class MPResult:
   residual_energy: np.ndarray
 
 
-def _hann(n: int) -> np.ndarray:
-  return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
-
-
 def _check_scales(scales) -> tuple[int, ...]:
   scales = tuple(int(s) for s in scales)
   if not scales or len(scales) > 2**_SCALE_BITS:
@@ -93,7 +90,7 @@ class _Scale:
 
   def __init__(self, n: int, length: int, pad: int):
     self.n, self.hop, self.k = n, n // 4, n // 2
-    self.window = _hann(n)
+    self.window = hann_periodic(n, np.float64)
     self.n_frames = (length - 1) // self.hop + 1
     # Frame m reads buffer[offset + m * hop : offset + m * hop + n]; the buffer holds the signal at
     # offset `pad`.
@@ -271,7 +268,7 @@ def render_atoms(atoms: np.ndarray, length: int) -> np.ndarray:
     coef = group["amplitude"] * np.exp(1j * group["phase"]) * np.where(
         group["freq_bin"] == 0, float(n), n / 2.0)
     np.add.at(spec_FxK, (frame, group["freq_bin"]), coef)
-    frames_FxN = np.fft.irfft(spec_FxK, n=n, axis=1) * _hann(n)
+    frames_FxN = np.fft.irfft(spec_FxK, n=n, axis=1) * hann_periodic(n, np.float64)
     # Frame m covers buffer[m * hop, m * hop + n), i.e. samples from m * hop - n/2; every fourth
     # frame tiles the buffer without overlap, so four strided adds do the overlap-add.
     buffer = np.zeros((n_frames + 3) * hop + n)

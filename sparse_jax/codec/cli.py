@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-from sparse_jax import api
+from sparse_jax import api, files
 from sparse_jax.errors import UserError
 
 AUDIO_OUT_EXTENSIONS = (".wav", ".flac", ".ogg")
@@ -135,23 +135,10 @@ def _say(args, text):
 
 def _write_text_atomic(path, text):
   _check_output_folder(path)
-  tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                     f".{os.path.basename(path)}.{os.getpid()}.tmp")
   try:
-    with open(tmp, "w") as f:
-      f.write(text)
-    os.replace(tmp, path)
+    files.write_text(path, text)
   except OSError as e:
     raise UserError(f"{path}: cannot write: {e.strerror or e}; check the path") from None
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
-def windows_of(events):
-  """Events per streaming window of an EventSet: int64 (W,), W = events.n_windows (the windows
-  the encoder made; an edit may move an event to the frame just past them, which is counted)."""
-  return np.bincount(events.window_E, minlength=events.n_windows)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -486,7 +473,7 @@ def info_dict(path):
   """The summary that `info` prints, as a dict."""
   from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
   events, bits, size = _read_events(path)
-  counts = windows_of(events)
+  counts = events.window_counts
   duration = events.duration_seconds
   return {
       "file": path,

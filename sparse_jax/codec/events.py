@@ -164,6 +164,12 @@ class EventSet:
     return self.frames // half
 
   @property
+  def window_counts(self):
+    """int64 (W,): events per streaming window, W = n_windows (an edit may move an event to the
+    frame just past the encoder's windows; it is counted there)."""
+    return np.bincount(self.window_E, minlength=self.n_windows)
+
+  @property
   def start_samples(self):
     """float64 (E,): each event's start in samples, hop * frame + offset."""
     return self.frames.astype(np.float64) * self.hop + self.offsets.astype(np.float64)

@@ -29,7 +29,7 @@ import uuid
 
 import numpy as np
 
-from sparse_jax import audio_io, metrics
+from sparse_jax import files, metrics
 from sparse_jax import representation
 from sparse_jax.codec import edit, sjx
 from sparse_jax.errors import UserError
@@ -182,7 +182,7 @@ def _write_mp3(path, audio_T, sample_rate):
   audio = np.asarray(audio_T, np.float32)
   peak = float(np.abs(audio).max()) if audio.size else 0.0
   scale = PLAYER_PEAK / peak if peak > PLAYER_PEAK else 1.0
-  with audio_io.atomic_output(path) as tmp:
+  with files.atomic_output(path) as tmp:
     sf.write(tmp, audio * np.float32(scale), int(sample_rate), format="MP3")
   return scale
 

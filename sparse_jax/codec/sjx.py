@@ -78,11 +78,11 @@ failure raises UserError naming the file; it never returns partly decoded events
 """
 import os
 import struct
-import uuid
 import zlib
 
 import numpy as np
 
+from sparse_jax import files
 from sparse_jax.codec import events as events_lib
 from sparse_jax.errors import UserError
 
@@ -388,25 +388,11 @@ def write(path, events, bits=8):
   folder = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(folder):
     raise UserError(f"{path}: cannot write: folder {folder} does not exist; create it first")
-  tmp_path = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}."
-                                  f"{uuid.uuid4().hex[:8]}.tmp")
-  created = False
   try:
-    # Mode 0666 less the umask, like every other output (tempfile's would be 0600).
-    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    created = True
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp_path, path)
-    created = False
+    files.write_bytes(path, data, fsync=True)
   except OSError as e:
     raise UserError(
         f"{path}: cannot write: {e.strerror or e}; check the path and permissions") from e
-  finally:
-    if created and os.path.exists(tmp_path):
-      os.unlink(tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------

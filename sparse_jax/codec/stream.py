@@ -57,6 +57,7 @@ from sparse_jax.codec import events as events_lib
 from sparse_jax.codec import gains as gains_lib
 from sparse_jax.codec import sjx
 from sparse_jax.errors import UserError
+from sparse_jax.geometry import Geometry
 
 # Events rendered per decoder call: one compiled shape; a short last batch is padded with silent
 # (gain 0) events.
@@ -169,7 +170,7 @@ def _make_window_fn(graphs, cfg, n_steps: int):
   """
   from sparse_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   mcfg = _inference_cfg(cfg)
-  half = (mcfg.n_samples // mcfg.hop) // 2
+  half = Geometry.of(mcfg).half
 
   def fn(g_params, g_consts, spec_1xFxN, threshold):
     model = nnx.merge(graphs.g_graph, g_params, g_consts)
@@ -269,9 +270,8 @@ class Codec:
     self.n_samples = int(m.n_samples)
     self.window = int(m.window)
     self.hop = int(m.hop)
-    self.n_frames = self.n_samples // self.hop
-    self.half = self.n_frames // 2
-    self.n_bins = self.window // 2 + 1
+    geo = Geometry.of(m)
+    self.n_frames, self.half, self.n_bins = geo.n_frames, geo.half, geo.n_bins
     self.event_dim = int(m.event_dim)
     self.default_events = int(m.n_events)
     self._key = _model_cfg_key(cfg)

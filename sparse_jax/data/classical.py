@@ -44,7 +44,7 @@ import warnings
 
 import numpy as np
 
-from sparse_jax import audio_io, progress
+from sparse_jax import audio_io, files, progress
 from sparse_jax.data.segments import AudioItem, AudioSource
 from sparse_jax.errors import UserError
 
@@ -557,7 +557,7 @@ def _normalize_and_trim(audio_T: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def _write_labels(path: str, rows):
-  with audio_io.atomic_output(path) as tmp:
+  with files.atomic_output(path) as tmp:
     with open(tmp, 'w', newline='', encoding='utf-8') as f:
       writer = csv.writer(f)
       writer.writerow(_LABEL_HEADER)
@@ -812,7 +812,7 @@ def _save_manifest(root: pathlib.Path, manifest: dict):
               'hours': round(sum(w['seconds'] for w in works.values()
                                  if w['split'] == split) / 3600, 3)}
       for split in ('train', 'test')}
-  with audio_io.atomic_output(root / 'manifest.json') as tmp:
+  with files.atomic_output(root / 'manifest.json') as tmp:
     with open(tmp, 'w', encoding='utf-8') as f:
       json.dump(manifest, f, indent=1)
 
@@ -928,7 +928,7 @@ def build(root=None, *, preset: str = 'small', workers: int = 2, progress: bool 
              'failed': sorted(p for p in works if p in manifest['failed']),
              'hours': round(sum(w['seconds'] for w in rendered) / 3600, 3),
              'wall_s': round(time.monotonic() - start, 1)}
-  with audio_io.atomic_output(root / f'.complete-{preset}') as tmp:
+  with files.atomic_output(root / f'.complete-{preset}') as tmp:
     pathlib.Path(tmp).write_text(json.dumps(summary, indent=1))
   if progress:
     print(f'classical/{preset}: {summary["works"]} movements, {summary["hours"]:.2f} h of audio, '

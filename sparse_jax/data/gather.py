@@ -18,7 +18,7 @@ import zipfile
 import numpy as np
 import soundfile as sf
 
-from sparse_jax import audio_io, progress
+from sparse_jax import audio_io, files, progress
 from sparse_jax.data import subset
 from sparse_jax.errors import UserError
 
@@ -96,7 +96,7 @@ def _excerpt(audio_T: np.ndarray, seconds: float, sample_rate: int, key: str) ->
 
 
 def _write_ogg(path: str, audio_T: np.ndarray, sample_rate: int) -> None:
-  with audio_io.atomic_output(path) as tmp:
+  with files.atomic_output(path) as tmp:
     # Block by block: libsndfile's Vorbis encoder crashes on one very long write.
     with sf.SoundFile(tmp, 'w', sample_rate, 1, format='OGG', subtype='VORBIS',
                       compression_level=VORBIS_LEVEL) as f:

@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import numpy as np
 import soundfile as sf
 
-from sparse_jax import audio_io
+from sparse_jax import audio_io, files
 from sparse_jax.errors import UserError
 
 # Bump when the decoding changes, so stale cache entries are never reused.
@@ -121,7 +121,7 @@ class AudioSource:
       if audio_T.size == 0:
         raise UserError(f'{item.path}: recording {item.member} holds no samples; remove it')
     os.makedirs(self.cache_dir, exist_ok=True)
-    with audio_io.atomic_output(path) as tmp:
+    with files.atomic_output(path) as tmp:
       np.save(tmp, np.ascontiguousarray(audio_T, dtype=np.float32))
     self.decode_count += 1
 

@@ -1,0 +1,53 @@
+"""Atomic outputs: every file this project writes appears whole or not at all.
+
+    with files.atomic_output(path) as tmp:   # write tmp by any means (a library, a figure)
+      ...
+    files.write_text(path, text)              # or in one call
+    files.write_bytes(path, data)             # fsynced, for the codec's event files
+
+A reader sees the old file or the complete new one, never a partial one, and an interrupted writer
+leaves nothing behind.
+"""
+import contextlib
+import os
+import uuid
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+  """Yields a temporary path beside `path`; on success it replaces `path` in one step.
+
+  Args:
+    path: the final file path.
+
+  Yields:
+    The temporary path to write to (same folder, hidden name, same extension).
+  """
+  path = os.fspath(path)
+  folder, base = os.path.split(os.path.abspath(path))
+  _, ext = os.path.splitext(base)
+  # Same folder, so os.replace is a rename on one filesystem; same extension, so tools that sniff
+  # the format from the name still work.
+  tmp = os.path.join(folder, f'.{base}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{ext}')
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write_text(path, text: str) -> None:
+  with atomic_output(path) as tmp:
+    with open(tmp, 'w', encoding='utf-8') as f:
+      f.write(text)
+
+
+def write_bytes(path, data: bytes, fsync: bool = False) -> None:
+  """`fsync`: on disk before the rename (a crash right after leaves the complete new file)."""
+  with atomic_output(path) as tmp:
+    with open(tmp, 'wb') as f:  # mode 0666 less the umask, like every other output
+      f.write(data)
+      if fsync:
+        f.flush()
+        os.fsync(f.fileno())

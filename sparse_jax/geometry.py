@@ -1,0 +1,44 @@
+"""The model's sizes, derived once from its config: how many bins, frames, which half.
+
+    geo = Geometry.of(cfg.model)
+    geo.n_bins     # F = window // 2 + 1, the STFT's bins
+    geo.n_frames   # N = n_samples // hop, the frames of a window
+    geo.half       # N // 2: events start in the first half of a window's frames
+
+Shape letters, written once (names carry them as suffixes: `spec_BxFxN`, `vectors_BxExD`):
+B batch, T samples of a window, F STFT bins, N frames of a window, H the first half's frames,
+E events (removal steps), D event dimensions, C rows mixed per event (expressivity), R rooms,
+K rfft bins of a 2T transform, S envelope spikes, P envelope points, A attack samples,
+L noise-filter taps, M MLP width, W an STFT window's samples.
+"""
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+  """Every size the blocks, the encoder and the codec derive from the model config."""
+  n_samples: int
+  window: int
+  hop: int
+  attack_samples: int = 0
+  envelope_spikes: int = 0
+  envelope_points: int = 0
+
+  @classmethod
+  def of(cls, cfg) -> "Geometry":
+    """From a model config (a ConfigDict or any object with its fields)."""
+    return cls(int(cfg.n_samples), int(cfg.window), int(cfg.hop),
+               int(getattr(cfg, "attack_samples", 0)), int(getattr(cfg, "envelope_spikes", 0)),
+               int(getattr(cfg, "envelope_points", 0)))
+
+  @property
+  def n_frames(self) -> int:
+    return self.n_samples // self.hop
+
+  @property
+  def half(self) -> int:
+    return self.n_frames // 2
+
+  @property
+  def n_bins(self) -> int:
+    return self.window // 2 + 1
