@@ -47,9 +47,16 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
       data = json.load(f)
   except (OSError, ValueError) as e:
     raise UserError(f"{path} is unreadable ({e}): retrain or restore the file") from None
+  return config_from_dict(data)
+
+
+def config_from_dict(data: dict) -> ml_collections.ConfigDict:
+  """A config as saved in JSON (config.json, a generator file) back into the form code expects."""
   cfg = ml_collections.ConfigDict(data)
-  # JSON turns tuples into lists; the model expects a hashable tuple of dilations.
+  # JSON turns tuples into lists; the model expects hashable tuples.
   cfg.model.dilations = tuple(cfg.model.dilations)
+  if "blocks" in cfg.model:
+    cfg.model.blocks = tuple(cfg.model.blocks)
   return cfg
 
 

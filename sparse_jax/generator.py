@@ -21,7 +21,6 @@ import zipfile
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import nnx
 
@@ -102,7 +101,7 @@ def load(path: str):
           _fail(path, f"no {need!r} entry")
       if int(z["format"]) != FORMAT:
         _fail(path, f"format {int(z['format'])}, this version reads {FORMAT}")
-      cfg = ml_collections.ConfigDict(json.loads(z["config.json"].tobytes().decode()))
+      config_json = json.loads(z["config.json"].tobytes().decode())
       model_id, step = z["model_id"].tobytes(), int(z["step"])
       stored = {name: z[name] for name in names if name.startswith(_PARAM_PREFIX)}
   except UserError:
@@ -112,8 +111,8 @@ def load(path: str):
   if len(model_id) != 16:
     _fail(path, "model id is not 16 bytes")
   try:
-    cfg.model.dilations = tuple(cfg.model.dilations)
-    from sparse_jax import training  # pylint: disable=g-import-not-at-top
+    from sparse_jax import checkpoint, training  # pylint: disable=g-import-not-at-top
+    cfg = checkpoint.config_from_dict(config_json)
     training.validate_config(cfg)
     graphs, abstract = abstract_params(cfg)
   except UserError:
