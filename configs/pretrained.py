@@ -18,8 +18,9 @@ Where, how long, what it reached: one NVIDIA H200 (jax 0.11.2), `scripts/train_i
 2413 steps (150 at the peak rate to time them, then a cosine horizon fitted to the lease), 0.156
 s a step, 8.4 min of device time.  Held out: removed 0.432 (sum) / 0.408 (mixed audio) on its
 folder's test split, effective rank 14.7 of 16, mean |cos| 0.21, 8 % of events in a window's first
-4 frames.  The real-audio benchmark's 20 clips at 2.89 kbit/s: spectral L1 explained 27.8 % (Opus
-6k: 40.3 %), log-mel 0.397 (Opus 6k: 0.596, 8k: 0.558), ViSQOL 3.43 (Opus 6k: 2.90).  README:
+4 frames.  The real-audio benchmark's 20 clips at 2.89 kbit/s: spectral L1 explained 27.8 %
+(35.7 % with `--refine 20`, 9.5 s per second of audio on 2 CPU cores; Opus 6k: 40.3 %), log-mel
+0.397 (0.341 refined; Opus 6k: 0.596, 8k: 0.558), ViSQOL 3.43 (3.54; Opus 6k: 2.90).  README:
 model card.
 """
 from configs import musicnet
