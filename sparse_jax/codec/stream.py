@@ -44,7 +44,6 @@ import logging
 import math
 import os
 import time
-import types
 
 import jax
 import jax.numpy as jnp
@@ -155,11 +154,10 @@ def _model_cfg_key(cfg) -> str:
 
 
 def _inference_cfg(cfg):
-  """The model config as a plain namespace for tracing, with remat off (no gradients here)."""
-  values = cfg.model.to_dict()
-  values["remat"] = False
-  values["dilations"] = tuple(values["dilations"])
-  return types.SimpleNamespace(**values)
+  """The model config with remat off (no gradients here): a copy, the codec's config unchanged."""
+  model_cfg = cfg.model.copy_and_resolve_references()
+  model_cfg.remat = False
+  return model_cfg
 
 
 def _make_window_fn(graphs, cfg, n_steps: int):
