@@ -48,7 +48,14 @@ def main(argv):
                         data_overrides=overrides, out_dir=_OUT.value)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    _leave(2)
+  _leave(0)
+
+
+def _leave(code: int):
+  from sparse_jax import checkpoint
+  checkpoint.leave_quietly_after_a_failed_restore(code)
+  sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-  return cli.run(build_parser().parse_args(argv))
+  code = cli.run(build_parser().parse_args(argv))
+  if argv is None:  # the process's own command line (not a caller in Python): it ends here
+    checkpoint = sys.modules.get("sparse_jax.checkpoint")
+    if checkpoint is not None:
+      checkpoint.leave_quietly_after_a_failed_restore(code)
+  return code
 
 
 if __name__ == "__main__":

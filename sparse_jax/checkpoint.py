@@ -11,6 +11,7 @@ the damaged one to `checkpoints_damaged/<step>` (kept for inspection, out of Orb
 """
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
@@ -97,6 +98,9 @@ def damage_reason(error: BaseException) -> str | None:
 # when collected (often at exit, as dozens of tracebacks).  Both go to sys.unraisablehook; once a
 # restore has failed, that noise is dropped and everything else passes through.
 _restore_failed = False
+# True from the start of a restore until it succeeds: a failing read's threads may report into the
+# closed loop before the failure reaches us and sets _restore_failed.
+_restoring = False
 _hook_installed = False
 
 
@@ -115,12 +119,35 @@ def _install_quiet_hook() -> None:
   previous = sys.unraisablehook
 
   def hook(unraisable):
-    if _restore_failed and _is_abandoned_read_noise(unraisable):
+    if (_restore_failed or _restoring) and _is_abandoned_read_noise(unraisable):
       return
     previous(unraisable)
 
   sys.unraisablehook = hook
+  # The same abandoned reads, when their task is collected, are reported by asyncio's logger
+  # ("Task exception was never retrieved", with TensorStore's multi-line spec).
+  logging.getLogger("asyncio").addFilter(_AbandonedTaskFilter())
   _hook_installed = True
+
+
+class _AbandonedTaskFilter(logging.Filter):
+  """Drops asyncio's report of an Orbax read task whose restore already failed (and was said)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not ((_restore_failed or _restoring) and "Task exception was never retrieved" in message
+                and "orbax" in message)
+
+
+def leave_quietly_after_a_failed_restore(code: int) -> None:
+  """For an entry point that is done: after a failed restore, TensorStore's abandoned reads
+  report into a closed event loop while the interpreter shuts down (tracebacks after the one-line
+  error, at times).  Every output is written and closed by then, so this flushes and leaves
+  without finalization; without a failed restore it returns."""
+  if _restore_failed:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
 
 
 def _sync(name: str) -> None:
@@ -173,7 +200,7 @@ class Checkpointer:
     `partial`: `abstract_tree` names a subset of the saved tree (nested dicts by field name), and
     only those arrays are read (the codec reads the generator, not both Adam states).
     """
-    global _restore_failed
+    global _restore_failed, _restoring
     sharding = self.sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
     def target_of(leaf):
@@ -183,12 +210,16 @@ class Checkpointer:
 
     target = jax.tree.map(target_of, abstract_tree)
     _install_quiet_hook()
+    _restoring = True
     try:
       if partial:
-        return self.manager.restore(step, args=ocp.args.PyTreeRestore(
+        tree = self.manager.restore(step, args=ocp.args.PyTreeRestore(
             item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
             partial_restore=True))
-      return self.manager.restore(step, args=ocp.args.StandardRestore(target))
+      else:
+        tree = self.manager.restore(step, args=ocp.args.StandardRestore(target))
+      _restoring = False
+      return tree
     except Exception as e:  # pylint: disable=broad-except
       reason = damage_reason(e)
       if reason is None:
