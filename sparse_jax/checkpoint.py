@@ -308,6 +308,15 @@ def _free_name(folder: str, name: str) -> str:
   return path
 
 
+def _trained_config(workdir: str) -> ml_collections.ConfigDict:
+  """A training run's config, or one line if the workdir has none or no checkpoints."""
+  cfg = load_config(workdir)
+  if not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
+    raise UserError(f"no checkpoints in {workdir!r}: train first (python train.py ... "
+                    f"--workdir {workdir})")
+  return cfg
+
+
 def restore_train_state(workdir: str, step: int | None = None, log=None):
   """Config, graphs and the latest TrainState of a workdir (for eval and the codec tool).
 
@@ -323,10 +332,7 @@ def restore_train_state(workdir: str, step: int | None = None, log=None):
     (cfg, graphs, state, extra) where extra holds the data position and model id.
   """
   from sparse_jax import train_step
-  cfg = load_config(workdir)
-  if not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
-    raise UserError(f"no checkpoints in {workdir!r}: train first (python train.py ... "
-                    f"--workdir {workdir})")
+  cfg = _trained_config(workdir)
   graphs, abstract = train_step.abstract_train_state(cfg)
   tree = {"state": abstract, "data_step": np.zeros((), np.int64)}
   ckpt = Checkpointer(workdir)
@@ -358,12 +364,9 @@ def restore_generator(workdir: str, step: int | None = None):
   Returns:
     (cfg, graphs, g_params, model_id, step).
   """
-  from sparse_jax import generator  # pylint: disable=g-import-not-at-top
-  cfg = load_config(workdir)
-  if not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
-    raise UserError(f"no checkpoints in {workdir!r}: train first (python train.py ... "
-                    f"--workdir {workdir})")
-  graphs, abstract = generator.abstract_params(cfg)
+  from sparse_jax import train_step  # pylint: disable=g-import-not-at-top
+  cfg = _trained_config(workdir)
+  graphs, abstract = train_step.abstract_generator(cfg)
   tree = {"state": {"g_params": abstract, "step": jax.ShapeDtypeStruct((), np.int32)}}
   ckpt = Checkpointer(workdir)
   try:

@@ -22,7 +22,6 @@ import zipfile
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from sparse_jax.errors import UserError
 
@@ -32,15 +31,6 @@ _PARAM_PREFIX = "p/"
 
 def _param_name(path) -> str:
   return _PARAM_PREFIX + "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-
-
-def abstract_params(cfg):
-  """(graphs, the generator's parameter state as shapes only): nothing is allocated."""
-  from sparse_jax import train_step  # pylint: disable=g-import-not-at-top
-  from sparse_jax.model import SparseCodec  # pylint: disable=g-import-not-at-top
-  graphs = train_step.make_graphs(cfg)
-  g_model = nnx.eval_shape(lambda: SparseCodec(cfg.model, nnx.Rngs(jax.random.key(0))))
-  return graphs, nnx.state(g_model, nnx.Param)
 
 
 def derived_model_id(model_id: bytes, dtype) -> bytes:
@@ -111,10 +101,10 @@ def load(path: str):
   if len(model_id) != 16:
     _fail(path, "model id is not 16 bytes")
   try:
-    from sparse_jax import checkpoint, training  # pylint: disable=g-import-not-at-top
+    from sparse_jax import checkpoint, train_step, training  # pylint: disable=g-import-not-at-top
     cfg = checkpoint.config_from_dict(config_json)
     training.validate_config(cfg)
-    graphs, abstract = abstract_params(cfg)
+    graphs, abstract = train_step.abstract_generator(cfg)
   except UserError:
     raise
   except Exception as e:  # pylint: disable=broad-except  (a config this version cannot build)

@@ -60,12 +60,17 @@ def build_modules(cfg, seed):
           Discriminator(cfg.model, cfg.disc, nnx.Rngs(jax.random.fold_in(key, 1))))
 
 
+def abstract_generator(cfg) -> tuple[Graphs, nnx.State]:
+  """The graphs and the generator's parameters as shapes only (for restoring it alone)."""
+  g_model, disc = nnx.eval_shape(lambda: build_modules(cfg, 0))
+  g_graph, abstract_params, abstract_consts = nnx.split(g_model, nnx.Param, ...)
+  d_graph, _ = nnx.split(disc, nnx.Param)
+  return Graphs(g_graph, d_graph, room_constants(cfg, abstract_consts)), abstract_params
+
+
 def make_graphs(cfg) -> Graphs:
   """The static graph definitions of both players (from shapes only) and the room constants."""
-  g_model, disc = nnx.eval_shape(lambda: build_modules(cfg, 0))
-  g_graph, _, abstract_consts = nnx.split(g_model, nnx.Param, ...)
-  d_graph, _ = nnx.split(disc, nnx.Param)
-  return Graphs(g_graph, d_graph, room_constants(cfg, abstract_consts))
+  return abstract_generator(cfg)[0]
 
 
 def init_train_state(cfg, seed: int) -> TrainState:
