@@ -147,6 +147,9 @@ def choose_event(vectors_BxHxD: jax.Array, switch_BxH: jax.Array):
   """Hard top-1 over ReLU(switch): the event's frame, its gain (the switch value) and vector."""
   attn_BxH = jax.nn.relu(switch_BxH)
   frame_B = jnp.argmax(attn_BxH, axis=-1)
-  gain_B = jnp.take_along_axis(attn_BxH, frame_B[:, None], axis=-1)[:, 0]
-  vector_BxD = jnp.take_along_axis(vectors_BxHxD, frame_B[:, None, None], axis=1)[:, 0]
+  # A per-row index under vmap, not take_along_axis: with a batch of one per device the latter's
+  # size-1 batch axis reads as a broadcast, which explicit sharding cannot place.
+  pick = jax.vmap(lambda row, i: row[i])
+  gain_B = pick(attn_BxH, frame_B)
+  vector_BxD = pick(vectors_BxHxD, frame_B)
   return vector_BxD, frame_B.astype(jnp.int32), gain_B

@@ -289,3 +289,27 @@ def test_a_misspelt_config_override_is_one_line_with_a_suggestion(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
     assert "did you mean train.batch_size?" in lines[0], lines
   assert not os.path.exists(tmp_path / "w")
+
+
+def test_a_batch_of_one_trains_as_its_duplicate(tiny_config):
+  # A batch of one window on one device once failed to trace: the encoder's pick of the chosen
+  # frame used take_along_axis, whose size-1 batch axis explicit sharding cannot place.  The
+  # same window twice must give twice the loss (a sum over the batch) and twice the gradient.
+  cfg = tiny_config
+  cfg.loss.adversarial = False
+  cfg.loss.diversity_weight = 0.0   # it compares the batch's events with each other
+  graphs, state = train_step.create_train_state(cfg)
+  window = np.random.default_rng(1).standard_normal((1, cfg.model.n_samples)).astype(np.float32)
+  mesh = training.make_mesh(jax.devices()[:1])
+  step, batch_sharding = training.compile_step(cfg, graphs, mesh)
+  results = []
+  for batch in (window, np.concatenate([window, window])):
+    with jax.set_mesh(mesh):
+      fresh = jax.tree.map(lambda x: jnp.array(x, copy=True), state)
+      _, metrics = step(fresh, jax.device_put(batch, batch_sharding))
+    results.append(jax.device_get(metrics))
+  one, two = results
+  assert np.isfinite(one["loss"]) and one["g_grad_norm"] > 0, one
+  np.testing.assert_allclose(two["loss"], 2 * one["loss"], rtol=1e-5)
+  np.testing.assert_allclose(two["g_grad_norm"], 2 * one["g_grad_norm"], rtol=1e-4)
+  np.testing.assert_allclose(two["removed_fraction"], one["removed_fraction"], rtol=1e-5)
