@@ -1,4 +1,5 @@
-"""Tests for the HTML report (sparse_jax/codec/report.py): t-SNE, files, and that it renders."""
+"""Tests for the HTML report (sparse_jax/codec/report.py and its timeline, figures and page):
+t-SNE, files, and that it renders."""
 import os
 import re
 import shutil
@@ -9,7 +10,7 @@ import pytest
 
 import codec_fixtures
 import synthetic
-from sparse_jax.codec import cli, report
+from sparse_jax.codec import cli, figures, report, timeline
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -23,21 +24,21 @@ def test_tsne_1d_separates_clusters_and_keeps_neighbours():
   centres = rng.normal(size=(3, 32)) * 10
   labels = np.repeat(np.arange(3), 20)
   x = centres[labels] + rng.normal(size=(60, 32))
-  y = report.tsne_1d(x, perplexity=10, seed=0)
+  y = timeline.tsne_1d(x, perplexity=10, seed=0)
   assert y.shape == (60,) and np.all(np.isfinite(y))
   # Each cluster occupies its own interval of the line.
   order = labels[np.argsort(y)]
   assert np.count_nonzero(np.diff(order)) == 2
-  assert report.tsne_1d(x[:1]).tolist() == [0.0]
-  assert report.tsne_1d(np.zeros((0, 4))).shape == (0,)
-  assert np.all(np.isfinite(report.tsne_1d(np.ones((5, 3)))))  # identical points
+  assert timeline.tsne_1d(x[:1]).tolist() == [0.0]
+  assert timeline.tsne_1d(np.zeros((0, 4))).shape == (0,)
+  assert np.all(np.isfinite(timeline.tsne_1d(np.ones((5, 3)))))  # identical points
 
 
 def test_minmax_and_colours():
   x = np.array([[0.0, 5.0, 1.0], [2.0, 5.0, 3.0], [1.0, 5.0, 2.0]])
-  np.testing.assert_allclose(report.minmax_normalise(x),
+  np.testing.assert_allclose(timeline.minmax_normalise(x),
                              [[0, 0, 0], [1, 0, 1], [0.5, 0, 0.5]])
-  rgb = report.random_rgb(report.minmax_normalise(x), seed=0)
+  rgb = timeline.random_rgb(timeline.minmax_normalise(x), seed=0)
   assert rgb.shape == (3, 3) and rgb.min() >= 0 and rgb.max() <= 1
   # Projection of a point halfway between two others is halfway in colour (linear, then scaled).
   np.testing.assert_allclose(rgb[2], (rgb[0] + rgb[1]) / 2)
@@ -136,22 +137,22 @@ def test_figures_have_axes_with_units(built):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   labels = []
-  original = report._save
+  original = figures._save
 
   def keep(fig, path):
     for ax in fig.axes:
       labels.append((os.path.basename(path), ax.get_xlabel(), ax.get_ylabel(), ax.get_title()))
     original(fig, path)
 
-  report._save = keep
+  figures._save = keep
   try:
     shares = np.array([[1.0, 0.8, 0.7], [1.0, 0.9, 0.85]])
-    report._energy_png(os.devnull, shares, np.array([2, 2]), 0, "window 1")
-    report._residual_png(os.devnull, [np.ones((5, 4)), 0.5 * np.ones((5, 4))],
-                         ["input", "after step 1"], 22050, 64, "title")
-    report._vectors_png(os.devnull, np.zeros((3, 8)), "vectors")
+    figures.energy_png(os.devnull, shares, np.array([2, 2]), 0, "window 1")
+    figures.residual_png(os.devnull, [np.ones((5, 4)), 0.5 * np.ones((5, 4))],
+                          ["input", "after step 1"], 22050, 64, "title")
+    figures.vectors_png(os.devnull, np.zeros((3, 8)), "vectors")
   finally:
-    report._save = original
+    figures._save = original
     plt.close("all")
   energy = [l for l in labels if l[3].startswith("Energy removed")]
   assert energy and energy[0][1].startswith("removal step") and energy[0][2] == "energy removed (%)"

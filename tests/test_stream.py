@@ -70,14 +70,14 @@ def long_encoding(codec):
   every window."""
   n = 3 * codec.n_samples + codec.n_samples // 3
   audio = own_events(codec, n)
-  seen = []
-  hook = lambda w, start, spec, residual: seen.append((w, start, spec, residual))
-  events, info = codec.encode(audio, return_info=True, window_hook=hook)
-  return audio, events, info, seen
+  traces = []
+  events, info = codec.encode(audio, return_info=True, window_hook=traces.append)
+  seen = [(t.w, t.start, t.spec_in_FxN, t.residual_FxN) for t in traces]
+  return audio, events, info, seen, traces
 
 
 def test_windows_cover_every_input_frame(codec, long_encoding):
-  audio, events, info, seen = long_encoding
+  audio, events, info, seen, _ = long_encoding
   n_in = -(-audio.size // codec.hop)
   covered = np.zeros(n_in + codec.n_frames, bool)
   for _, start, _, _ in seen:
@@ -97,7 +97,7 @@ def test_windows_cover_every_input_frame(codec, long_encoding):
 
 
 def test_shared_spectrogram_and_residual_write_back(codec, long_encoding):
-  audio, _, _, seen = long_encoding
+  audio, _, _, seen, _ = long_encoding
   half = codec.half
   padded = np.concatenate([audio, np.zeros(len(seen) * half * codec.hop + codec.n_samples)])
   whole = metrics.stft_magnitude(padded, codec.window, codec.hop).astype(np.float32)
@@ -116,7 +116,7 @@ def test_shared_spectrogram_and_residual_write_back(codec, long_encoding):
 
 def test_residual_is_input_minus_rendered_events(codec, long_encoding):
   """The decoder's batched renderer reproduces what the removal loop subtracted, per window."""
-  _, events, info, seen = long_encoding
+  _, events, info, seen, traces = long_encoding
   for w in (0, 2):
     _, start, spec, residual = seen[w]
     sel = info.event_window_E == w
@@ -124,6 +124,15 @@ def test_residual_is_input_minus_rendered_events(codec, long_encoding):
                                 events.gains[sel], events.offsets[sel])
     np.testing.assert_allclose(spec - residual, removed, atol=2e-4 * removed.max())
     assert removed.max() > 0.01
+    # The trace's per-event spectra (what the report steps through) are those events' own,
+    # in the EventSet's order, and sum to what the window removed.
+    specs = traces[w].event_specs_KxFxN
+    np.testing.assert_array_equal(traces[w].steps_K, info.event_step_E[sel])
+    for k, i in enumerate(np.flatnonzero(sel)):
+      one = event_spectra_sum(codec, events.vectors[i:i + 1], events.frames[i:i + 1] - start,
+                              events.gains[i:i + 1], events.offsets[i:i + 1])
+      np.testing.assert_allclose(specs[k], one, atol=2e-4 * removed.max())
+    np.testing.assert_allclose(specs.sum(0), spec - residual, atol=1e-4 * removed.max())
 
 
 def test_fake_decomposition_bookkeeping(codec, monkeypatch):
@@ -149,7 +158,8 @@ def test_fake_decomposition_bookkeeping(codec, monkeypatch):
   n = 2 * codec.n_samples + 100  # windows at frames 0, 128, 256, 384, 512; the last one partial
   seen = []
   events, info = codec.encode(np.full(n, 0.25, np.float32), return_info=True, bits=None,
-                              window_hook=lambda *a: seen.append(a))
+                              window_hook=lambda t: seen.append(
+                                  (t.w, t.start, t.spec_in_FxN, t.residual_FxN)))
   n_in = -(-n // codec.hop)
   assert len(calls) == 5 and n_in == 514
   expected_frames, expected_windows = [], []
@@ -226,7 +236,8 @@ def test_residual_threshold_stops_each_window(codec):
   thr = float(np.float32((shares0[0] + shares0[1]) / 2))
   seen = []
   events, info = codec.encode(audio, residual_threshold=thr, return_info=True,
-                              window_hook=lambda *a: seen.append(a))
+                              window_hook=lambda t: seen.append(
+                                  (t.w, t.start, t.spec_in_FxN, t.residual_FxN)))
   rule = lambda s: int(np.argmax(s < thr)) if np.any(s < thr) else len(s) - 1
   assert info.kept_W[0] == rule(shares0) == 1
   for w in range(len(info.kept_W)):
@@ -249,7 +260,7 @@ def test_sjx_round_trip_within_quantisation_error(codec, long_encoding):
   ~80 dB, 8-bit ~59 dB; on all 56 events of the clip 8-bit gave ~26 dB: the untrained decoder is
   very sensitive to some vectors).
   """
-  _, events, _, _ = long_encoding
+  _, events, _, _, _ = long_encoding
   events = events.select(events.frames < 3 * codec.half)  # one render batch per decode
   rng = np.random.default_rng(0)
   spread = events.replace(vectors=rng.normal(size=events.vectors.shape).astype(np.float32))
@@ -267,7 +278,7 @@ def test_sjx_round_trip_within_quantisation_error(codec, long_encoding):
 
 
 def test_decode_refuses_another_models_events(codec, long_encoding):
-  _, events, _, _ = long_encoding
+  _, events, _, _, _ = long_encoding
   foreign = events.replace(model_id=bytes(16))
   with pytest.raises(UserError, match="another|model"):
     codec.decode(foreign)
@@ -368,7 +379,7 @@ def test_encoding_never_decodes_worse_than_silence(codec):
 def test_written_file_holds_exactly_the_checked_events(codec, long_encoding):
   """The encoder snaps vectors and offsets to the 8-bit file grid and gains to float16, so the
   `.sjx` round trip changes nothing, and the decoded file is what the encoder checked."""
-  _, events, _, _ = long_encoding
+  _, events, _, _, _ = long_encoding
   restored = sjx.decode_bytes(sjx.encode_bytes(events, 8), expected_model_id=codec.model_id)
   for name in ("frames", "offsets", "gains", "vectors"):
     np.testing.assert_array_equal(getattr(restored.sorted(), name), getattr(events.sorted(), name))

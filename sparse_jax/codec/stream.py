@@ -114,6 +114,27 @@ class EncodeInfo:
   refine: object = None
 
 
+@dataclasses.dataclass
+class WindowTrace:
+  """One window as the streaming encoder saw it: what `encode(window_hook=...)` receives.
+
+  Attributes:
+    w: the window's index.
+    start: its first frame in the file.
+    spec_in_FxN: its input |STFT| (the previous window's write-back in the first half).
+    residual_FxN: what it writes back: the input minus its kept events' spectra.
+    event_specs_KxFxN: each kept event's |STFT| at its final gain (K kept events; their sum is
+      spec_in_FxN - residual_FxN).
+    steps_K: the removal step each kept event came from.
+  """
+  w: int
+  start: int
+  spec_in_FxN: np.ndarray
+  residual_FxN: np.ndarray
+  event_specs_KxFxN: np.ndarray
+  steps_K: np.ndarray
+
+
 class Progress:
   """A bar counting to `total` (`update(done)` takes the count so far) on tqdm (progress.py).
 
@@ -384,9 +405,9 @@ class Codec:
         then holds for `decode` of the returned EventSet, and for a file up to its rounding).
       progress: draw a progress bar on stderr (for files of more than two windows).
       return_info: also return an `EncodeInfo` (per-window, per-step residual shares).
-      window_hook: optional callable(w, start_frame, spec_in_FxN, residual_FxN), called after each
-        window with copies of its input spectrogram and the residual it writes back (the input
-        minus the magnitude spectrograms of its kept events at their final gains).
+      window_hook: optional callable(WindowTrace), called after each window with copies of its
+        input spectrogram, the residual it writes back and its kept events' spectra: what the
+        encoder computed, for a caller that shows the removal step by step (the report).
       refine: Adam steps of encode-time refinement per window (0: none; refine.py): the events
         above are the starting point, each window's events are optimised against the decoded
         audio and kept only where they decode no worse than the plain ones.
@@ -455,7 +476,8 @@ class Codec:
         k, initial = 0, float(np.abs(spec_FxN[:, :half]).sum())
         shares = np.full(n_steps + 1, 1.0 if initial > 0 else 0.0)
       if window_hook is not None:
-        window_hook(w, start, spec_FxN.copy(), window["residual"].copy())
+        window_hook(WindowTrace(w, start, spec_FxN.copy(), window["residual"].copy(),
+                                window["event_specs"], window["step"]))
       for name in ("frames", "gains", "fine", "vectors", "step"):
         columns[name].append(window[name])
       columns["window"].append(np.full(window["frames"].size, w, np.int64))
@@ -527,7 +549,8 @@ class Codec:
     residual_FxN = (spec_FxN - np.einsum("k,kfn->fn", final_K, specs_KxFxN)).astype(np.float32)
     return dict(frames=start + relative_K[keep], gains=final_K[keep].astype(np.float32),
                 fine=offsets_K[keep], vectors=vectors_KxD[keep], step=step_K[keep].astype(np.int64),
-                residual=residual_FxN, alpha=alpha, before=check.before, after=after)
+                residual=residual_FxN, alpha=alpha, before=check.before, after=after,
+                event_specs=(final_K[keep, None, None] * specs_KxFxN[keep]).astype(np.float32))
 
   def _empty_window(self, spec_FxN, start, n_audio, padded_T, decoded_T, resolutions) -> dict:
     """A window that keeps no event: its input is written back as it is."""
@@ -536,7 +559,8 @@ class Codec:
     return dict(frames=np.zeros(0, np.int64), gains=np.zeros(0, np.float32),
                 fine=np.zeros(0, np.float32), vectors=np.zeros((0, self.event_dim), np.float32),
                 step=np.zeros(0, np.int64), residual=spec_FxN.copy(), alpha=0.0,
-                before=check.before, after=check.before)
+                before=check.before, after=check.before,
+                event_specs=np.zeros((0,) + spec_FxN.shape, np.float32))
 
   # --------------------------------------------------------------------------------------------
   # Decoding.
