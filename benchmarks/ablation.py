@@ -2,7 +2,7 @@ r"""The collapse ablation table: one row per trained and evaluated workdir.
 
   python train.py --config configs/quickstart.py --workdir runs/abl_NAME [--config.X=Y ...]
   python eval.py --workdir runs/abl_NAME --nocompare_untrained
-  python benchmarks/ablation.py runs/abl_* --out benchmarks/results/ablation
+  python -m benchmarks.ablation runs/abl_* --out benchmarks/results/ablation
 
 Each row gives the overrides that tell the run's config from `configs/quickstart.py` (so the
 command that trains it), the steps, the training minutes (from the workdir's config.json, written
@@ -16,11 +16,7 @@ import json
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
-
-from configs import musicnet, quickstart  # pylint: disable=g-import-not-at-top
+from configs import musicnet, quickstart
 
 
 def _flatten(tree, prefix=""):

@@ -1,7 +1,7 @@
 r"""Where do the event vectors lose their diversity?  Effective rank layer by layer.
 
-  python benchmarks/collapse.py --workdir runs/quickstart            # the latest checkpoint
-  python benchmarks/collapse.py --config configs/quickstart.py       # at initialisation
+  python -m benchmarks.collapse --workdir runs/quickstart            # the latest checkpoint
+  python -m benchmarks.collapse --config configs/quickstart.py       # at initialisation
 
 On held-out clips of the run's data, it prints the effective rank (see
 `sparse_jax/representation.py`) and the mean |cosine| of what each stage computes for the

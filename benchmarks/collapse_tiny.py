@@ -1,7 +1,7 @@
 r"""The collapse study's cheap probe: the tiny config trained on four synthetic clips.
 
-  python benchmarks/collapse_tiny.py                  # every variant, 150 steps (~1 min each)
-  python benchmarks/collapse_tiny.py --variants paper,recipe --steps 40
+  python -m benchmarks.collapse_tiny                  # every variant, 150 steps (~1 min each)
+  python -m benchmarks.collapse_tiny --variants paper,recipe --steps 40
 
 Each variant is the paper's recipe (configs/musicnet.py:paper shrunk by `tiny`, energy loss only,
 Adam 1e-3) with a few fields changed.  It prints the effective rank, mean |cos| and removed
@@ -11,20 +11,14 @@ ablation (benchmarks/ablation.py) is the real test.
 """
 import argparse
 import functools
-import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (ROOT, os.path.join(ROOT, "tests")):
-  if path not in sys.path:
-    sys.path.insert(0, path)
-
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-import synthetic
+from tests import synthetic
 from configs import musicnet
 from sparse_jax import train_step
 

@@ -1,9 +1,9 @@
 r"""Quality at matched bitrate: the trained codec against Opus, MP3 and matching pursuit.
 
-  python benchmarks/quality.py --workdir runs/quickstart
-  python benchmarks/quality.py --workdir runs/musicnet --musicnet-root /data/musicnet --clips 16
-  python benchmarks/quality.py --workdir W --quick            # 2 clips: a smoke run
-  python benchmarks/quality.py --workdir W --real DIR [DIR ...] [--events 8,16,32] [--no-visqol]
+  python -m benchmarks.quality --workdir runs/quickstart
+  python -m benchmarks.quality --workdir runs/musicnet --musicnet-root /data/musicnet --clips 16
+  python -m benchmarks.quality --workdir W --quick            # 2 clips: a smoke run
+  python -m benchmarks.quality --workdir W --real DIR [DIR ...] [--events 8,16,32] [--no-visqol]
       [--refine 20,100]
 
 --real measures real recordings instead (see "Real recordings" below and the README): a fixed,
@@ -45,18 +45,14 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from sparse_jax.data import subset  # noqa: E402
-from sparse_jax.errors import UserError  # noqa: E402
+from benchmarks import machine
+from sparse_jax.data import subset
+from sparse_jax.errors import UserError
 
 DEFAULT_WORKDIR = "runs/quickstart"
 DEFAULT_OUT = os.path.join("benchmarks", "results", "quality")
@@ -538,18 +534,6 @@ def plot(path: str, report: dict) -> None:
   plt.close(fig)
 
 
-def machine_line() -> str:
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
-  except OSError:
-    pass
-  import jax  # pylint: disable=g-import-not-at-top
-  return (f"{jax.default_backend()} ({jax.devices()[0].device_kind}), CPU {cpu}, "
-          f"{os.cpu_count()} cores")
-
-
 # ------------------------------------------------------------------------------------------------
 # Command line.
 
@@ -639,7 +623,7 @@ def run_real(args, argv) -> dict:
   report = {
       "workdir": args.workdir, "step": codec.step, "model_id": codec.model_id.hex(),
       "window_seconds": m.n_samples / m.sample_rate, "sample_rate": int(m.sample_rate),
-      "machine": machine_line(), "command": "python benchmarks/quality.py " + " ".join(argv),
+      "machine": machine.one_line(), "command": "python -m benchmarks.quality " + " ".join(argv),
       "date": datetime.date.today().isoformat(),
       "real": evaluate_real(codec, args.real, args.clips, args.seconds, args.event_counts,
                             visqol_seconds, log, args.refine_steps)}
@@ -672,8 +656,8 @@ def run(args, argv) -> dict:
       "workdir": args.workdir, "step": codec.step, "model_id": codec.model_id.hex(),
       "n_events": int(m.n_events), "window_seconds": m.n_samples / m.sample_rate,
       "sample_rate": int(m.sample_rate), "events_per_second": events_per_second(m),
-      "machine": machine_line(),
-      "command": "python benchmarks/quality.py " + " ".join(argv),
+      "machine": machine.one_line(),
+      "command": "python -m benchmarks.quality " + " ".join(argv),
       "date": datetime.date.today().isoformat(),
       "definitions": __doc__.split("Columns (means over the clips):\n", 1)[1].split(
           "Writes results")[0],

@@ -1,8 +1,8 @@
 r"""Speed and memory of the codec: compile time, forward time, train-step time, peak memory, FLOP/s.
 
-  python benchmarks/speed.py                        # the default config, 3 timed runs
-  python benchmarks/speed.py --config configs/quickstart.py --runs 5
-  python benchmarks/speed.py --quick                # ':tiny' config, 1 run: a smoke test
+  python -m benchmarks.speed                        # the default config, 3 timed runs
+  python -m benchmarks.speed --config configs/quickstart.py --runs 5
+  python -m benchmarks.speed --quick                # ':tiny' config, 1 run: a smoke test
 
 Writes benchmarks/results/speed_<platform>.json and .md (platform = jax.default_backend()) and
 prints the Markdown table.
@@ -38,21 +38,19 @@ Peak FLOP/s.  CPU: measured, the median of float32 4096^3 matmuls, and an encode
 the vendor's dense peaks for known devices (no sparsity).
 """
 import argparse
-import contextlib
 import copy
 import functools
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from benchmarks import cost, machine
+from sparse_jax import files
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
 
 DEFAULT_CONFIG = "configs/musicnet.py"
 QUICK_CONFIG = "configs/musicnet.py:tiny"
@@ -75,163 +73,7 @@ GB = 1e9
 
 
 # ------------------------------------------------------------------------------------------------
-# The machine.
-
-
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
-def total_memory_bytes() -> int | None:
-  try:
-    with open("/proc/meminfo") as f:
-      for line in f:
-        if line.startswith("MemTotal:"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return None
-
-
-def machine_info() -> dict:
-  """The host: CPU, cores, memory, library versions and the XLA flags in effect."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jaxlib  # pylint: disable=g-import-not-at-top
-  try:
-    usable = len(os.sched_getaffinity(0))
-  except AttributeError:
-    usable = os.cpu_count()
-  return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "usable_cores": usable,
-          "memory_bytes": total_memory_bytes(), "python": platform.python_version(),
-          "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-          "xla_flags": os.environ.get("XLA_FLAGS", ""), "os": platform.platform()}
-
-
-def device_info() -> dict:
-  import jax  # pylint: disable=g-import-not-at-top
-  d = jax.devices()[0]
-  return {"platform": jax.default_backend(), "device_kind": d.device_kind,
-          "device_count": jax.device_count()}
-
-
-# ------------------------------------------------------------------------------------------------
-# Memory.
-
-
-def _status_bytes(field: str) -> int | None:
-  """A `kB` field of /proc/self/status (VmHWM, VmRSS) in bytes; None off Linux."""
-  try:
-    with open("/proc/self/status") as f:
-      for line in f:
-        if line.startswith(field + ":"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return None
-
-
-def peak_rss_bytes() -> int:
-  """The process's peak resident set: VmHWM, else getrusage's ru_maxrss (kB on Linux)."""
-  hwm = _status_bytes("VmHWM")
-  if hwm is not None:
-    return hwm
-  import resource  # pylint: disable=g-import-not-at-top
-  scale = 1 if sys.platform == "darwin" else 1024
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
-def reset_peak_rss() -> bool:
-  """Resets VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
-  try:
-    with open("/proc/self/clear_refs", "w") as f:
-      f.write("5")
-    return True
-  except OSError:
-    return False
-
-
-def device_peak_bytes(device) -> int | None:
-  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-  return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
-
-
-def xla_memory(compiled) -> dict | None:
-  """XLA's static buffer estimate of a compiled program, in bytes."""
-  try:
-    m = compiled.memory_analysis()
-  except Exception:  # pylint: disable=broad-except
-    return None
-  if m is None:
-    return None
-  fields = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
-            "temp_size_in_bytes", "generated_code_size_in_bytes")
-  out = {f.replace("_size_in_bytes", ""): int(getattr(m, f, 0) or 0) for f in fields}
-  # Donated (aliased) outputs reuse their arguments' buffers.
-  out["total"] = out["argument"] + out["output"] - out["alias"] + out["temp"]
-  return out
-
-
-# ------------------------------------------------------------------------------------------------
 # FLOPs.
-
-
-def flops_of(analysis) -> float | None:
-  """The 'flops' entry of a cost analysis (a dict, or a one-element list in older JAX)."""
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0] if analysis else None
-  if not analysis:
-    return None
-  value = analysis.get("flops")
-  return float(value) if value is not None else None
-
-
-@contextlib.contextmanager
-def unrolled_scans():
-  """Every `jax.lax.scan` traced inside is fully unrolled (straight-line code, no while loop), so
-  XLA's cost analysis sees each step.  Only for counting: the timed programs are never built so."""
-  import jax  # pylint: disable=g-import-not-at-top
-  original = jax.lax.scan
-
-  def scan(*args, **kwargs):
-    kwargs["unroll"] = True
-    return original(*args, **kwargs)
-
-  jax.lax.scan = scan
-  try:
-    yield
-  finally:
-    jax.lax.scan = original
-
-
-def corrected_flops(lower_for_events, n_events: int, raw_lowered: float | None) -> dict:
-  """FLOPs of an E-event program from unrolled lowerings at 1 and 2 events (see the docstring).
-
-  Args:
-    lower_for_events: callable(E) -> a `jax.stages.Lowered` of the program with E events.
-    n_events: the config's E.
-    raw_lowered: the lowered cost analysis of the E-event program with its loop (counted once).
-
-  Returns:
-    dict with unrolled_1, unrolled_2, per_event (= unrolled_2 - unrolled_1), corrected, and
-    loop_counted_once_ratio = raw_lowered / unrolled_1 (about 1 when XLA counts the loop once).
-  """
-  with unrolled_scans():
-    f1 = flops_of(lower_for_events(1).cost_analysis())
-    f2 = flops_of(lower_for_events(2).cost_analysis())
-  if f1 is None or f2 is None:
-    return {"unrolled_1": f1, "unrolled_2": f2, "per_event": None, "corrected": None,
-            "loop_counted_once_ratio": None}
-  per_event = f2 - f1
-  return {"unrolled_1": f1, "unrolled_2": f2, "per_event": per_event,
-          "corrected": f1 + (n_events - 1) * per_event,
-          "loop_counted_once_ratio": raw_lowered / f1 if raw_lowered and f1 else None}
 
 
 def encoder_hand_flops(model_cfg, batch: int = 1) -> dict:
@@ -259,31 +101,6 @@ def encoder_hand_flops(model_cfg, batch: int = 1) -> dict:
 # Timing.
 
 
-def _timed_calls(call, runs: int) -> dict:
-  """First call (warm-up), then `runs` timed calls; each is closed by block_until_ready."""
-  import jax  # pylint: disable=g-import-not-at-top
-  t = time.perf_counter()
-  jax.block_until_ready(call())
-  first = time.perf_counter() - t
-  times = []
-  for _ in range(runs):
-    t = time.perf_counter()
-    jax.block_until_ready(call())
-    times.append(time.perf_counter() - t)
-  return {"first_call_s": first, "times_s": times, "median_s": statistics.median(times),
-          "min_s": min(times), "max_s": max(times)}
-
-
-def _lower_and_compile(jitted, *args) -> tuple:
-  t = time.perf_counter()
-  lowered = jitted.lower(*args)
-  lower_s = time.perf_counter() - t
-  t = time.perf_counter()
-  compiled = lowered.compile()
-  compile_s = time.perf_counter() - t
-  return lowered, compiled, {"lower_s": lower_s, "compile_s": compile_s}
-
-
 def _log(message: str) -> None:
   print(f"[speed] {message}", file=sys.stderr, flush=True)
 
@@ -301,15 +118,6 @@ def test_audio(batch: int, n_samples: int, seed: int = 0):
       out[b] += env * np.sin(2 * np.pi * rng.uniform(60, 2000) * t + rng.uniform(0, 6.28))
   out *= 0.9 / np.abs(out).max(axis=1, keepdims=True)
   return out.astype(np.float32)
-
-
-def _memory_after_runs(device, rss_reset: bool) -> dict:
-  out = {}
-  if device.platform == "cpu":
-    out["peak_rss_run_bytes"] = peak_rss_bytes() if rss_reset else None
-  else:
-    out["device_peak_bytes"] = device_peak_bytes(device)
-  return out
 
 
 def measure_forward(cfg, runs: int, breakdown: bool) -> dict:
@@ -333,20 +141,20 @@ def measure_forward(cfg, runs: int, breakdown: bool) -> dict:
     return dec.events_BxExT.sum(axis=1), dec.vectors_BxExD, dec.frames_BxE, dec.gains_BxE
 
   _log("forward: lowering and compiling")
-  lowered, compiled, times = _lower_and_compile(jax.jit(forward), g_params, audio)
-  peak_total = peak_rss_bytes() if device.platform == "cpu" else None
+  lowered, compiled, times = cost.lower_and_compile(jax.jit(forward), g_params, audio)
+  peak_total = cost.peak_rss_bytes() if device.platform == "cpu" else None
   _log(f"forward: compiled in {times['lower_s'] + times['compile_s']:.1f} s; timing {runs} runs")
-  rss_reset = device.platform == "cpu" and reset_peak_rss()
-  times.update(_timed_calls(lambda: compiled(g_params, audio), runs))
+  rss_reset = device.platform == "cpu" and cost.reset_peak_rss()
+  times.update(cost.timed_calls(lambda: compiled(g_params, audio), runs))
   result = {"batch": 1, "n_events": cfg.model.n_events, "init_s": init_s, **times,
-            **_memory_after_runs(device, rss_reset), "xla_memory": xla_memory(compiled)}
+            **cost.memory_after_runs(device, rss_reset), "xla_memory": cost.xla_memory(compiled)}
   if peak_total is not None:
-    result["peak_rss_total_bytes"] = max(peak_total, peak_rss_bytes())
+    result["peak_rss_total_bytes"] = max(peak_total, cost.peak_rss_bytes())
   _log("forward: counting FLOPs")
-  raw_lowered = flops_of(lowered.cost_analysis())
+  raw_lowered = cost.flops_of(lowered.cost_analysis())
   result["flops"] = {
-      "raw_compiled": flops_of(compiled.cost_analysis()), "raw_lowered": raw_lowered,
-      **corrected_flops(
+      "raw_compiled": cost.flops_of(compiled.cost_analysis()), "raw_lowered": raw_lowered,
+      **cost.corrected_flops(
           lambda e: jax.jit(functools.partial(forward, n_events=e)).lower(g_params, audio),
           cfg.model.n_events, raw_lowered)}
   result["flops"]["components_per_step"] = component_flops(cfg, graphs, g_params)
@@ -393,9 +201,9 @@ def component_flops(cfg, graphs, g_params) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   encoder, decoder, stft = _component_fns(cfg, graphs)
   audio, spec, vectors, switch = _component_args(cfg, graphs, g_params)
-  return {"encoder": flops_of(jax.jit(encoder).lower(g_params, spec).cost_analysis()),
-          "decoder": flops_of(jax.jit(decoder).lower(g_params, vectors, switch).cost_analysis()),
-          "stft": flops_of(jax.jit(stft).lower(audio).cost_analysis())}
+  return {"encoder": cost.flops_of(jax.jit(encoder).lower(g_params, spec).cost_analysis()),
+          "decoder": cost.flops_of(jax.jit(decoder).lower(g_params, vectors, switch).cost_analysis()),
+          "stft": cost.flops_of(jax.jit(stft).lower(audio).cost_analysis())}
 
 
 def component_times(cfg, graphs, g_params, runs: int) -> dict:
@@ -407,8 +215,8 @@ def component_times(cfg, graphs, g_params, runs: int) -> dict:
   for name, fn, args in (("encoder", encoder, (g_params, spec)),
                          ("decoder", decoder, (g_params, vectors, switch)),
                          ("stft", stft, (audio,))):
-    _, compiled, t = _lower_and_compile(jax.jit(fn), *args)
-    t.update(_timed_calls(lambda c=compiled, a=args: c(*a), max(runs, 3)))
+    _, compiled, t = cost.lower_and_compile(jax.jit(fn), *args)
+    t.update(cost.timed_calls(lambda c=compiled, a=args: c(*a), max(runs, 3)))
     out[name] = {"compile_s": t["lower_s"] + t["compile_s"], "median_s": t["median_s"]}
   return out
 
@@ -432,11 +240,11 @@ def measure_train(cfg, runs: int, batch: int, breakdown: bool) -> dict:
                    donate_argnums=0)
 
   _log(f"train step: lowering and compiling (batch {batch})")
-  lowered, compiled, times = _lower_and_compile(step_for(cfg), state, batch_BxT)
-  peak_total = peak_rss_bytes() if device.platform == "cpu" else None
+  lowered, compiled, times = cost.lower_and_compile(step_for(cfg), state, batch_BxT)
+  peak_total = cost.peak_rss_bytes() if device.platform == "cpu" else None
   _log(f"train step: compiled in {times['lower_s'] + times['compile_s']:.1f} s; "
        f"timing {runs} runs")
-  rss_reset = device.platform == "cpu" and reset_peak_rss()
+  rss_reset = device.platform == "cpu" and cost.reset_peak_rss()
   holder = {"state": state}
   del state
 
@@ -444,27 +252,27 @@ def measure_train(cfg, runs: int, batch: int, breakdown: bool) -> dict:
     holder["state"], holder["metrics"] = compiled(holder["state"], batch_BxT)
     return holder["state"], holder["metrics"]
 
-  times.update(_timed_calls(call, runs))
+  times.update(cost.timed_calls(call, runs))
   metrics = {k: float(v) for k, v in jax.device_get(holder.pop("metrics")).items()}
   result = {"batch": batch, "n_events": cfg.model.n_events,
             "adversarial": bool(cfg.loss.adversarial), "init_s": init_s, **times,
-            **_memory_after_runs(device, rss_reset), "xla_memory": xla_memory(compiled),
+            **cost.memory_after_runs(device, rss_reset), "xla_memory": cost.xla_memory(compiled),
             "metrics_finite": bool(all(np.isfinite(v) for v in metrics.values())),
             "loss": metrics.get("loss")}
   if peak_total is not None:
-    result["peak_rss_total_bytes"] = max(peak_total, peak_rss_bytes())
+    result["peak_rss_total_bytes"] = max(peak_total, cost.peak_rss_bytes())
   _log("train step: counting FLOPs")
   abstract = jax.eval_shape(lambda: train_step.init_train_state(cfg, 0))
-  raw_lowered = flops_of(lowered.cost_analysis())
+  raw_lowered = cost.flops_of(lowered.cost_analysis())
 
   def lower_for(e):
     c = copy.deepcopy(cfg)
     c.model.n_events = e
     return step_for(c).lower(abstract, batch_BxT)
 
-  result["flops"] = {"raw_compiled": flops_of(compiled.cost_analysis()),
+  result["flops"] = {"raw_compiled": cost.flops_of(compiled.cost_analysis()),
                      "raw_lowered": raw_lowered,
-                     **corrected_flops(lower_for, cfg.model.n_events, raw_lowered)}
+                     **cost.corrected_flops(lower_for, cfg.model.n_events, raw_lowered)}
   if breakdown and cfg.loss.adversarial:
     result["breakdown"] = generator_only_time(cfg, graphs, batch_BxT, runs)
   return result
@@ -479,14 +287,14 @@ def generator_only_time(cfg, graphs, batch_BxT, runs: int) -> dict:
   state = jax.block_until_ready(train_step.create_train_state(c)[1])
   jitted = jax.jit(functools.partial(train_step.train_step, graphs=graphs, cfg=c),
                    donate_argnums=0)
-  _, compiled, t = _lower_and_compile(jitted, state, batch_BxT)
+  _, compiled, t = cost.lower_and_compile(jitted, state, batch_BxT)
   holder = {"state": state}
 
   def call():
     holder["state"], metrics = compiled(holder["state"], batch_BxT)
     return metrics
 
-  t.update(_timed_calls(call, runs))
+  t.update(cost.timed_calls(call, runs))
   return {"generator_only": {"compile_s": t["lower_s"] + t["compile_s"],
                              "median_s": t["median_s"]}}
 
@@ -501,7 +309,7 @@ def measure_peak(cfg, quick: bool) -> dict:
     a = jax.random.normal(ka, (m, k), dtype)
     b = jax.random.normal(kb, (k, n), dtype)
     f = jax.jit(jnp.matmul)
-    t = _timed_calls(lambda: f(a, b), runs)
+    t = cost.timed_calls(lambda: f(a, b), runs)
     return {"shape": [m, k, n], "dtype": jnp.dtype(dtype).name, "median_s": t["median_s"],
             "flop_per_s": 2.0 * m * k * n / t["median_s"]}
 
@@ -556,15 +364,15 @@ def child_main(args) -> None:
     result = measure_forward(cfg, args.runs, args.breakdown)
   else:
     result = measure_train(cfg, args.runs, args.batch, args.breakdown)
-  result["device"] = device_info()
+  result["device"] = machine.device_info()
   result["wall_s"] = time.perf_counter() - t
-  write_atomic(args.child_out, json.dumps(result, indent=2))
+  files.write_text(args.child_out, json.dumps(result, indent=2))
 
 
 def run_child(kind: str, args, config: str) -> dict:
   with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, f"{kind}.json")
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, "--child-out", out,
+    cmd = [sys.executable, "-m", "benchmarks.speed", "--child", kind, "--child-out", out,
            "--config", config, "--runs", str(args.runs), "--batch", str(args.batch)]
     cmd += ["--quick"] if args.quick else []
     cmd += ["--breakdown"] if args.breakdown else []
@@ -581,12 +389,6 @@ def run_child(kind: str, args, config: str) -> dict:
 
 # ------------------------------------------------------------------------------------------------
 # Report.
-
-
-def write_atomic(path: str, text: str) -> None:
-  from sparse_jax import files  # pylint: disable=g-import-not-at-top
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  files.write_text(path, text)
 
 
 def _fmt_s(x) -> str:
@@ -652,7 +454,7 @@ def assemble(args, config: str, children: dict, load_before, load_after, wall_s:
       "config": os.path.relpath(config.split(":")[0], ROOT) + (
           ":" + config.split(":", 1)[1] if ":" in config else ""),
       "quick": bool(args.quick), "runs": args.runs, "batch": args.batch,
-      "machine": {**machine_info(), **device, "load_average_before": list(load_before),
+      "machine": {**machine.machine_info(), **device, "load_average_before": list(load_before),
                   "load_average_after": list(load_after)},
       "peak": peak, "forward": children["forward"], "train_step": children["train_step"],
       "targets": targets, "targets_met": checks, "wall_s": wall_s,
@@ -788,8 +590,9 @@ def main(argv=None) -> int:
                     time.perf_counter() - start)
   out = args.out or default_out(report["machine"]["platform"], args.quick)
   table = markdown(report)
-  write_atomic(out, json.dumps(report, indent=2) + "\n")
-  write_atomic(os.path.splitext(out)[0] + ".md", table)
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  files.write_text(out, json.dumps(report, indent=2) + "\n")
+  files.write_text(os.path.splitext(out)[0] + ".md", table)
   print(table)
   print(f"wrote {out} and {os.path.splitext(out)[0]}.md", file=sys.stderr)
   return 0

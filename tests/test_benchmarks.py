@@ -14,16 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import quality, speed
+from benchmarks import cost, quality, speed
 from sparse_jax import metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(args):
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=900)
+  # As the README runs them: `python -m benchmarks.X` from the repository's root.
+  proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                        timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc
 
@@ -53,11 +53,11 @@ def test_xla_counts_a_scan_body_once_and_the_correction_restores_it():
   x = jnp.ones((n, n))
   per_step = 2 * n**3  # the matmul; tanh adds n^2 per step
   lowered = jax.jit(lambda x, w: program(x, w, steps)).lower(x, x)
-  raw = speed.flops_of(lowered.compile().cost_analysis())
+  raw = cost.flops_of(lowered.compile().cost_analysis())
   assert raw == pytest.approx(per_step, rel=0.05)  # one step's worth, not six
-  out = speed.corrected_flops(
+  out = cost.corrected_flops(
       lambda e: jax.jit(lambda x, w: program(x, w, e)).lower(x, x), steps,
-      speed.flops_of(lowered.cost_analysis()))
+      cost.flops_of(lowered.cost_analysis()))
   assert out["per_event"] == pytest.approx(per_step, rel=0.05)
   assert out["corrected"] == pytest.approx(steps * per_step, rel=0.05)
   assert out["loop_counted_once_ratio"] == pytest.approx(1.0, rel=0.05)
@@ -66,7 +66,7 @@ def test_xla_counts_a_scan_body_once_and_the_correction_restores_it():
 
 def test_speed_quick_writes_a_complete_report(tmp_path):
   out = tmp_path / "speed.json"
-  proc = _run(["benchmarks/speed.py", "--quick", "--out", str(out)])
+  proc = _run(["-m", "benchmarks.speed", "--quick", "--out", str(out)])
   assert "| forward" in proc.stdout and "| train step" in proc.stdout
   report = json.loads(out.read_text())
   _assert_finite_numbers(report)
@@ -166,7 +166,8 @@ def tiny_workdir(classical_tiny, tmp_path_factory):
 
 def test_quality_quick_writes_tables_curves_and_a_figure(tiny_workdir, tmp_path):
   out = tmp_path / "quality"
-  proc = _run(["benchmarks/quality.py", "--workdir", tiny_workdir, "--quick", "--out", str(out)])
+  proc = _run(["-m", "benchmarks.quality", "--workdir", tiny_workdir, "--quick", "--out",
+               str(out)])
   report = json.loads((out / "results.json").read_text())
   _assert_finite_numbers(report)
   table = (out / "results.md").read_text()
@@ -284,12 +285,12 @@ def test_quality_real_quick_on_generated_recordings(tiny_workdir, tmp_path):
   recordings = tmp_path / "recordings"
   _write_recordings(recordings)
   out = tmp_path / "real"
-  proc = _run(["benchmarks/quality.py", "--workdir", tiny_workdir, "--real", str(recordings),
+  proc = _run(["-m", "benchmarks.quality", "--workdir", tiny_workdir, "--real", str(recordings),
                "--quick", "--no-visqol", "--refine", "2", "--out", str(out)])
   report = json.loads((out / "results.json").read_text())
   _assert_finite_numbers(report)
   table = (out / "results.md").read_text()
-  assert table in proc.stdout and "Command: `python benchmarks/quality.py" in table
+  assert table in proc.stdout and "Command: `python -m benchmarks.quality" in table
   d = report["real"]
   assert len(d["clips"]) == 3 and d["event_counts"] == [2, 4] and d["visqol_seconds"] is None
   assert set(d["codecs"]) == {"ours_2", "ours_4", "ours_4_r2", "opus_6", "opus_8", "opus_12",

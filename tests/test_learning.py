@@ -52,7 +52,7 @@ def test_the_recipe_keeps_event_vectors_diverse_where_the_papers_collapses():
   """Measured when written (4 clips of 3 plucked notes, 40 steps of Adam 1e-3), effective rank
   and mean |cos| of the batch's 32 events: the paper's recipe 2.64 / 0.93 -> 1.02 / 1.00 (one
   direction); the default recipe (fan-in init, per-step objective, diversity 0.3) 2.62 / 0.93 ->
-  4.14 / 0.40.  `python benchmarks/collapse_tiny.py --variants paper,recipe --steps 40`."""
+  4.14 / 0.40.  `python -m benchmarks.collapse_tiny --variants paper,recipe --steps 40`."""
   n = musicnet.get_config("tiny").model.n_samples
   clips = jnp.asarray(np.stack([synthetic.note_sequence(n, 22050, n_notes=3, seed=s)
                                 for s in range(4)]))
