@@ -33,8 +33,8 @@ _CLIPS = flags.DEFINE_integer("clips", 8, "Held-out clips.")
 _JSON = flags.DEFINE_string("json", None, "Write the figures here too.")
 
 
-def _figures(x_NxD) -> dict:
-  x = np.asarray(x_NxD, np.float32).reshape(-1, np.shape(x_NxD)[-1])
+def _figures(x_ExD) -> dict:
+  x = np.asarray(x_ExD, np.float32).reshape(-1, np.shape(x_ExD)[-1])
   return {"effective_rank": round(float(representation.effective_rank(x)), 3),
           "mean_abs_cosine": round(float(representation.mean_abs_cosine(x[:2000])), 3),
           "dims": int(x.shape[-1])}

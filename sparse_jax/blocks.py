@@ -42,10 +42,10 @@ class TableInit:
 DEFAULT_BLOCKS = ("attack", "resonance", "room")
 
 
-def _mix(heads_BxC, table_RxK):
+def _mix(weights_BxJ, table_RxQ):
   """The lookup: a ReLU-weighted, unnormalised mix of a table's rows (a linear layer whose input
   is rectified)."""
-  return jax.nn.relu(heads_BxC) @ table_RxK
+  return jax.nn.relu(weights_BxJ) @ table_RxQ
 
 
 class Attack:
@@ -71,7 +71,7 @@ class Attack:
   def controls(self, heads, tables, geo):
     b = heads["envelopes"].shape[0]
     return {
-        "envelope_SxP": _mix(heads["envelopes"], tables["envelopes"]).reshape(
+        "envelope_IxP": _mix(heads["envelopes"], tables["envelopes"]).reshape(
             b, geo.envelope_spikes, geo.envelope_points),
         "noise_filters_CxL": _mix(heads["noise_resonance"],
                                   signal.unit_norm(tables["noise_filters"])),
@@ -84,7 +84,7 @@ class Attack:
     del x, consts  # the chain's source
     filter_len = controls["noise_filters_CxL"].shape[-1]
     # The attack is short (T/16 by default), so its convolutions use small FFTs.
-    impulse_A = jnp.pad(synth.energy_impulse(controls["envelope_SxP"], geo.attack_samples),
+    impulse_A = jnp.pad(synth.energy_impulse(controls["envelope_IxP"], geo.attack_samples),
                         (0, filter_len - 1))
     noise_CxA = signal.fft_convolve(impulse_A, controls["noise_filters_CxL"])
     masks_CxA = synth.deformation_masks(controls["noise_deform_CxN"],
@@ -152,11 +152,11 @@ class Room:
   def render(self, x, controls, consts, geo):
     # Linear, so x3 = h0 * (rir conv x2) + h1 * x2 has spectrum X2 * (h0 * RIR + h1): one FFT
     # pair at 2T (the room's tail is as long as the window), then the window crop.
-    rooms_spec_RxK = consts["rooms_spec_RxK"]
+    rooms_spec_RxQ = consts["rooms_spec_RxQ"]
     x_T, size = _to_window(x, geo), 2 * geo.n_samples
-    room_K = controls["room_weights_R"].astype(rooms_spec_RxK.dtype) @ rooms_spec_RxK
+    room_Q = controls["room_weights_R"].astype(rooms_spec_RxQ.dtype) @ rooms_spec_RxQ
     h = jax.nn.softmax(controls["room_mix_2"])
-    return jnp.fft.irfft(jnp.fft.rfft(x_T, n=size) * (h[0] * room_K + h[1]),
+    return jnp.fft.irfft(jnp.fft.rfft(x_T, n=size) * (h[0] * room_Q + h[1]),
                          n=size)[:geo.n_samples]
 
 
@@ -192,7 +192,7 @@ def render_event(controls: dict, consts: dict, geo: Geometry, blocks=None) -> ja
 
   Args:
     controls: the event's controls (every block's, plus frame, gain and fine).
-    consts: the blocks' constants ({'rooms_spec_RxK': the room bank's rfft at 2T} for the room).
+    consts: the blocks' constants ({'rooms_spec_RxQ': the room bank's rfft at 2T} for the room).
     geo: the sizes.
     blocks: the chain (default: `DEFAULT_BLOCKS`).
   """

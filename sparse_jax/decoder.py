@@ -131,6 +131,6 @@ class Decoder(nnx.Module):
   def __call__(self, vector_BxD, frame_B, gain_B, fine_B=None) -> tuple[jax.Array, jax.Array]:
     """Returns the scheduled audio (B, T) and the fine shift in samples (B,)."""
     controls = self.controls(vector_BxD, frame_B, gain_B, fine_B)
-    consts = {"rooms_spec_RxK": self.room_spectra[...]} if hasattr(self, "room_spectra") else {}
+    consts = {"rooms_spec_RxQ": self.room_spectra[...]} if hasattr(self, "room_spectra") else {}
     render = lambda ctl: blocks.render_event(ctl, consts, self.geometry, self.chain)
     return jax.vmap(render)(controls), controls["fine"]

@@ -57,14 +57,14 @@ class GatedDilatedBlock(nnx.Module):
     self.tanh_weight = nnx.Param(jnp.full((), 0.5, jnp.float32))
     self.sigmoid_weight = nnx.Param(jnp.full((), 0.5, jnp.float32))
 
-  def __call__(self, x_BxLxC: jax.Array, out_len: int) -> jax.Array:
+  def __call__(self, x_BxNxC: jax.Array, out_len: int) -> jax.Array:
     """Computes the first `out_len` output frames (needs frames < out_len + dilation)."""
     d = self.dilation
     need = out_len + d
-    if x_BxLxC.shape[1] < need:  # the anti-causal zero padding past the end of the window
-      x_BxLxC = jnp.pad(x_BxLxC, ((0, 0), (0, need - x_BxLxC.shape[1]), (0, 0)))
-    x = x_BxLxC[:, :out_len]
-    taps = jnp.concatenate([x, x_BxLxC[:, d:d + out_len]], axis=-1)
+    if x_BxNxC.shape[1] < need:  # the anti-causal zero padding past the end of the window
+      x_BxNxC = jnp.pad(x_BxNxC, ((0, 0), (0, need - x_BxNxC.shape[1]), (0, 0)))
+    x = x_BxNxC[:, :out_len]
+    taps = jnp.concatenate([x, x_BxNxC[:, d:d + out_len]], axis=-1)
     w = unit_norm(self.v[...], axis=0) * self.g[...]
     h = taps @ w + self.b[...]
     conv, gate = jnp.split(h, 2, axis=-1)

@@ -92,7 +92,7 @@ def evaluate_params(cfg, graphs, g_params, clips_NxT: np.ndarray, batch_size: in
   cat = lambda parts: np.concatenate(parts)
   out["representation"] = representation.summarize(
       cat(events["vectors"]), cat(events["frames"]), cat(events["gains"]),
-      events_NxT=cat(events["audio"]), sample_rate=cfg.model.sample_rate,
+      events_ExT=cat(events["audio"]), sample_rate=cfg.model.sample_rate,
       head_outputs={k: cat(v) for k, v in head_outputs.items()})
   return out
 

@@ -5,11 +5,18 @@
     geo.n_frames   # N = n_samples // hop, the frames of a window
     geo.half       # N // 2: events start in the first half of a window's frames
 
-Shape letters, written once (names carry them as suffixes: `spec_BxFxN`, `vectors_BxExD`):
-B batch, T samples of a window, F STFT bins, N frames of a window, H the first half's frames,
-E events (removal steps), D event dimensions, C rows mixed per event (expressivity), R rooms,
-K rfft bins of a 2T transform, S envelope spikes, P envelope points, A attack samples,
-L noise-filter taps, M MLP width, W an STFT window's samples.
+Shape letters, written once for the whole package (names carry them as suffixes: `spec_BxFxN`,
+`vectors_BxExD`; a digit is a literal size, `_WxS1` is S + 1):
+
+  the model     B batch, T samples (of a window, or of a whole signal), F STFT bins, N STFT
+                frames, H the first half's frames, G an STFT frame's samples, E events (a
+                window's removal steps, or any set of events), D event dimensions,
+                C rows mixed per event (expressivity), J a table's rows, R rooms, Q rfft bins of
+                a 2T transform, I envelope spikes (impulses), P envelope points, A attack
+                samples, L noise-filter taps, M MLP width, U upsampling factor, Y mel bands
+  the codec     W windows of a stream, K the events one window keeps, S removal steps (S1: with
+                the input before them), V STFT resolutions of the decoded-error check, Z
+                candidate scales of that check
 """
 import dataclasses
 

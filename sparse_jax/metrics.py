@@ -71,8 +71,8 @@ def stft(audio_T, window: int = 2048, hop: int = 256) -> np.ndarray:
   audio_T = _as_signal(audio_T, "audio_T")
   n_frames = audio_T.size // hop
   padded_T = np.concatenate([audio_T, np.zeros(window)])
-  frames_NxW = _frames(padded_T, window, hop, n_frames) * hann_periodic(window, np.float64)
-  return np.fft.rfft(frames_NxW, axis=-1, norm="ortho").T
+  frames_NxG = _frames(padded_T, window, hop, n_frames) * hann_periodic(window, np.float64)
+  return np.fft.rfft(frames_NxG, axis=-1, norm="ortho").T
 
 
 def stft_magnitude(audio_T, window: int = 2048, hop: int = 256) -> np.ndarray:
@@ -90,8 +90,8 @@ def _centred_stft(audio_T: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
   mode = "reflect" if audio_T.size > 1 else "constant"
   padded_T = np.pad(audio_T, (pad, pad), mode=mode)
   n_frames = 1 + audio_T.size // hop
-  frames_NxW = _frames(padded_T, n_fft, hop, n_frames) * hann_periodic(n_fft, np.float64)
-  return np.fft.rfft(frames_NxW, axis=-1).T
+  frames_NxG = _frames(padded_T, n_fft, hop, n_frames) * hann_periodic(n_fft, np.float64)
+  return np.fft.rfft(frames_NxG, axis=-1).T
 
 
 def _floored_magnitude(audio_T: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -162,7 +162,7 @@ def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, fmin: float = 0.
     fmax: highest edge in Hz; sample_rate / 2 when None.
 
   Returns:
-    fb_MxF: (n_mels, n_fft // 2 + 1) float64 weights.
+    fb_YxF: (n_mels, n_fft // 2 + 1) float64 weights.
   """
   fmax = sample_rate / 2.0 if fmax is None else float(fmax)
   if not 0.0 <= fmin < fmax:
@@ -172,8 +172,8 @@ def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, fmin: float = 0.
   lo, mid, hi = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
   rising = (bin_hz_F[None, :] - lo) / (mid - lo)
   falling = (hi - bin_hz_F[None, :]) / (hi - mid)
-  tri_MxF = np.maximum(0.0, np.minimum(rising, falling))
-  return tri_MxF * (2.0 / (hi - lo))
+  tri_YxF = np.maximum(0.0, np.minimum(rising, falling))
+  return tri_YxF * (2.0 / (hi - lo))
 
 
 def log_mel_distance(ref_T, est_T, sample_rate: float, n_fft: int = 1024, hop: int = 256,
@@ -195,9 +195,9 @@ def log_mel_distance(ref_T, est_T, sample_rate: float, n_fft: int = 1024, hop: i
     The distance, a float.
   """
   ref_T, est_T = _pair(ref_T, est_T)
-  fb_MxF = mel_filterbank(sample_rate, n_fft, n_mels)
-  mel_ref = fb_MxF @ np.abs(_centred_stft(ref_T, n_fft, hop))
-  mel_est = fb_MxF @ np.abs(_centred_stft(est_T, n_fft, hop))
+  fb_YxF = mel_filterbank(sample_rate, n_fft, n_mels)
+  mel_ref = fb_YxF @ np.abs(_centred_stft(ref_T, n_fft, hop))
+  mel_est = fb_YxF @ np.abs(_centred_stft(est_T, n_fft, hop))
   return float(np.mean(np.abs(np.log10(mel_ref + _MEL_EPS) - np.log10(mel_est + _MEL_EPS))))
 
 
@@ -229,7 +229,7 @@ def si_sdr(ref_T, est_T) -> float:
   return float(10.0 * np.log10((target + tiny) / (noise + tiny)))
 
 
-def spectral_energy_curve(target_T, partial_recons_KxT, window: int = 2048,
+def spectral_energy_curve(target_T, partial_recons_SxT, window: int = 2048,
                           hop: int = 256) -> np.ndarray:
   """Fraction of the target's spectral energy removed by each partial reconstruction.
 
@@ -239,7 +239,7 @@ def spectral_energy_curve(target_T, partial_recons_KxT, window: int = 2048,
 
   Args:
     target_T: (T,) target signal.
-    partial_recons_KxT: (K, T) reconstructions, e.g. after 1, 2, ..., K events or atoms.
+    partial_recons_SxT: (S, T) reconstructions, e.g. after 1, 2, ..., S events or atoms.
     window: STFT window.
     hop: STFT hop.
 
@@ -247,13 +247,13 @@ def spectral_energy_curve(target_T, partial_recons_KxT, window: int = 2048,
     (K,) float64.
   """
   target_T = _as_signal(target_T, "target_T")
-  recons_KxT = np.asarray(partial_recons_KxT, dtype=np.float64)
-  if recons_KxT.ndim != 2 or recons_KxT.shape[1] != target_T.size:
-    raise ValueError(f"partial_recons_KxT must be (K, {target_T.size}), got {recons_KxT.shape}")
+  recons_SxT = np.asarray(partial_recons_SxT, dtype=np.float64)
+  if recons_SxT.ndim != 2 or recons_SxT.shape[1] != target_T.size:
+    raise ValueError(f"partial_recons_SxT must be (S, {target_T.size}), got {recons_SxT.shape}")
   s_target = stft_magnitude(target_T, window, hop)
   norm = max(float(np.sum(s_target)), 1e-300)
   return np.array([1.0 - np.sum(np.abs(s_target - stft_magnitude(r_T, window, hop))) / norm
-                   for r_T in recons_KxT])
+                   for r_T in recons_SxT])
 
 
 def estimate_lag(ref_T, est_T, max_lag: int) -> int:

@@ -31,10 +31,10 @@ FIRST_FRAMES = 4
 HEAD_TABLES = {head: table for block in BLOCKS.values() for head, table in block.lookups.items()}
 
 
-def _replicated(x_NxD: jax.Array) -> jax.Array:
+def _replicated(x_ExD: jax.Array) -> jax.Array:
   """The whole set on every device.  Inside the sharded train step the events arrive split over
   the batch axis, and both figures mix every pair of rows (an SVD, an N x N product)."""
-  x = jnp.asarray(x_NxD, jnp.float32)
+  x = jnp.asarray(x_ExD, jnp.float32)
   sharding = jax.typeof(x).sharding
   mesh = getattr(sharding, "mesh", None)
   if mesh is None or mesh.empty or all(axis is None for axis in sharding.spec):
@@ -42,42 +42,42 @@ def _replicated(x_NxD: jax.Array) -> jax.Array:
   return jax.sharding.reshard(x, PartitionSpec())
 
 
-def effective_rank(vectors_NxD: jax.Array) -> jax.Array:
+def effective_rank(vectors_ExD: jax.Array) -> jax.Array:
   """exp(entropy of the normalised singular values of the centred vectors), in [1, D]."""
-  x = _replicated(vectors_NxD)
+  x = _replicated(vectors_ExD)
   s = jnp.linalg.svd(x - x.mean(0), compute_uv=False)
   p = s / jnp.maximum(s.sum(), 1e-30)
   entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
   return jnp.exp(entropy)
 
 
-def mean_abs_cosine(vectors_NxD: jax.Array) -> jax.Array:
+def mean_abs_cosine(vectors_ExD: jax.Array) -> jax.Array:
   """Mean |cosine| over the N (N - 1) ordered pairs of different vectors (zero vectors count 0)."""
-  x = _replicated(vectors_NxD)
+  x = _replicated(vectors_ExD)
   n = x.shape[0]
   unit = unit_norm(x)
   cos = jnp.abs(unit @ unit.T)
   return (cos.sum() - jnp.trace(cos)) / max(n * (n - 1), 1)
 
 
-def mean_squared_cosine(vectors_NxD: jax.Array) -> jax.Array:
+def mean_squared_cosine(vectors_ExD: jax.Array) -> jax.Array:
   """(1 / N^2) sum over all pairs (itself included) of cos^2: 1 for one direction, 1 / D for
   directions spread evenly over the sphere.  A differentiable diversity penalty: it equals
   ||U^T U / N||_F^2 for the unit vectors U, a D x D product, so it costs nothing at any N and
   needs no pairwise matrix."""
-  unit = unit_norm(_replicated(vectors_NxD))
+  unit = unit_norm(_replicated(vectors_ExD))
   second_moment_DxD = unit.T @ unit / unit.shape[0]
   return jnp.sum(second_moment_DxD ** 2)
 
 
-def spectral_centroids_hz(events_NxT: np.ndarray, sample_rate: int) -> np.ndarray:
+def spectral_centroids_hz(events_ExT: np.ndarray, sample_rate: int) -> np.ndarray:
   """The centroid of each event's power spectrum, in Hz (NaN for a silent event).
 
   Power, not magnitude: an event cut off by its window leaks energy into every bin, and the
   leakage falls off as 1/f in magnitude but 1/f^2 in power, so it barely moves the power centroid.
   """
-  mag = np.abs(np.fft.rfft(np.asarray(events_NxT, np.float64), axis=-1)) ** 2
-  freqs = np.fft.rfftfreq(events_NxT.shape[-1], 1.0 / sample_rate)
+  mag = np.abs(np.fft.rfft(np.asarray(events_ExT, np.float64), axis=-1)) ** 2
+  freqs = np.fft.rfftfreq(events_ExT.shape[-1], 1.0 / sample_rate)
   total = mag.sum(-1)
   with np.errstate(invalid="ignore", divide="ignore"):
     return np.where(total > 0, (mag * freqs).sum(-1) / total, np.nan)
@@ -102,30 +102,30 @@ def table_usage(head_outputs: dict) -> dict:
   return usage
 
 
-def summarize(vectors_NxD, frames_in_window_N, gains_N, events_NxT=None, sample_rate=None,
+def summarize(vectors_ExD, frames_in_window_E, gains_E, events_ExT=None, sample_rate=None,
               head_outputs=None) -> dict:
   """Every figure of the module docstring for one set of events (silent ones left out).
 
   Args:
-    vectors_NxD: the events' vectors.
-    frames_in_window_N: each event's frame, counted from the start of its window.
-    gains_N: their gains; events with gain <= 0 make no sound and are left out.
-    events_NxT: optional rendered audio of each event, for the spectral centroids.
-    sample_rate: the audio's rate (with events_NxT).
-    head_outputs: optional decoder head outputs for `vectors_NxD`, for the table usage.
+    vectors_ExD: the events' vectors.
+    frames_in_window_E: each event's frame, counted from the start of its window.
+    gains_E: their gains; events with gain <= 0 make no sound and are left out.
+    events_ExT: optional rendered audio of each event, for the spectral centroids.
+    sample_rate: the audio's rate (with events_ExT).
+    head_outputs: optional decoder head outputs for `vectors_ExD`, for the table usage.
   """
-  gains = np.asarray(gains_N)
+  gains = np.asarray(gains_E)
   sounding = gains > 0
-  vectors = np.asarray(vectors_NxD, np.float32)[sounding]
-  frames = np.asarray(frames_in_window_N)[sounding]
+  vectors = np.asarray(vectors_ExD, np.float32)[sounding]
+  frames = np.asarray(frames_in_window_E)[sounding]
   out = {"events": int(sounding.sum()), "silent_events": int((~sounding).sum())}
   if len(vectors) < 2:
     return out
   out["effective_rank"] = float(effective_rank(vectors))
   out["mean_abs_cosine"] = float(mean_abs_cosine(vectors))
   out["first_frames_share"] = float(np.mean(frames < FIRST_FRAMES))
-  if events_NxT is not None:
-    centroids = spectral_centroids_hz(np.asarray(events_NxT)[sounding], sample_rate)
+  if events_ExT is not None:
+    centroids = spectral_centroids_hz(np.asarray(events_ExT)[sounding], sample_rate)
     centroids = centroids[np.isfinite(centroids) & (centroids > 0)]
     out["centroid_spread_octaves"] = float(np.std(np.log2(centroids))) if len(centroids) else 0.0
   if head_outputs is not None:

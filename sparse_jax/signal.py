@@ -148,12 +148,12 @@ def upsample_linear(x_xL: jax.Array, out_len: int) -> jax.Array:
   if out_len % length:
     raise ValueError(f"out_len {out_len} must be a multiple of the input length {length}")
   factor = out_len // length
-  w_R = (np.arange(factor) + 0.5) / factor - 0.5  # in (-0.5, 0.5): position between neighbours
+  w_U = (np.arange(factor) + 0.5) / factor - 0.5  # in (-0.5, 0.5): position between neighbours
   left = jnp.concatenate([x_xL[..., :1], x_xL[..., :-1]], axis=-1)
   right = jnp.concatenate([x_xL[..., 1:], x_xL[..., -1:]], axis=-1)
   x = x_xL[..., None]
-  up = (x + np.maximum(w_R, 0) * (right[..., None] - x)
-        + np.minimum(w_R, 0) * (x - left[..., None]))
+  up = (x + np.maximum(w_U, 0) * (right[..., None] - x)
+        + np.minimum(w_U, 0) * (x - left[..., None]))
   return up.reshape(*x_xL.shape[:-1], out_len)
 
 

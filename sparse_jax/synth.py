@@ -24,17 +24,17 @@ def sparse_softmax(logits_xP: jax.Array) -> jax.Array:
   return soft + jax.lax.stop_gradient(hard - soft)
 
 
-def energy_impulse(envelope_SxP: jax.Array, attack_samples: int) -> jax.Array:
-  """A positive train of up to S spikes, stretched to `attack_samples` (each spike a triangle).
+def energy_impulse(envelope_IxP: jax.Array, attack_samples: int) -> jax.Array:
+  """A positive train of up to I spikes, stretched to `attack_samples` (each spike a triangle).
 
   Args:
-    envelope_SxP: S rows of P logits; each row contributes one spike at its argmax.
+    envelope_IxP: I rows of P logits; each row contributes one spike at its argmax.
     attack_samples: length of the result, a multiple of P.
 
   Returns:
     (attack_samples,) non-negative energy envelope, with no noise in it yet.
   """
-  spikes_P = sparse_softmax(envelope_SxP).sum(axis=0)
+  spikes_P = sparse_softmax(envelope_IxP).sum(axis=0)
   return signal.upsample_linear(spikes_P, attack_samples)
 
 
@@ -74,10 +74,10 @@ def fft_resonances(params_Cx3F: jax.Array, n_samples: int, window: int) -> jax.A
   amp_CxNxF = start_CxF[:, None] * jnp.exp(t_N1 * jnp.log(decay_CxF)[:, None])
   ramp_F = np.linspace(0.0, np.pi, n_bins, dtype=np.float32)
   phase_CxNxF = (t_N1 + 1.0) * ramp_F + phase0_CxF[:, None]
-  frames_CxNxW = jnp.fft.irfft(amp_CxNxF * jnp.exp(1j * phase_CxNxF), n=window, axis=-1)
-  frames_CxNxW = frames_CxNxW * signal.hann_periodic(window)
+  frames_CxNxG = jnp.fft.irfft(amp_CxNxF * jnp.exp(1j * phase_CxNxF), n=window, axis=-1)
+  frames_CxNxG = frames_CxNxG * signal.hann_periodic(window)
   # Overlap-add at hop = window/2: output block b = first half of frame b + second half of b-1.
-  halves = frames_CxNxW.reshape(-1, n_res_frames, 2, hop)
+  halves = frames_CxNxG.reshape(-1, n_res_frames, 2, hop)
   first, second = halves[:, :, 0], halves[:, :, 1]
   second = jnp.pad(second, ((0, 0), (1, 0), (0, 0)))[:, :n_res_frames]
   audio_CxT = (first + second).reshape(-1, n_res_frames * hop)[:, :n_samples]

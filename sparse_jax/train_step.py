@@ -131,9 +131,9 @@ def generator_forward(graphs: Graphs, g_params, d_params, batch_BxT, rng, cfg):
       "silent_events": jnp.mean((dec.gains_BxE <= 0).astype(jnp.float32)),
   }
   # Representation health of this batch's B * E events (a collapse shows here first).
-  vectors_NxD = dec.vectors_BxExD.reshape(-1, dec.vectors_BxExD.shape[-1])
-  metrics["effective_rank"] = representation.effective_rank(jax.lax.stop_gradient(vectors_NxD))
-  metrics["mean_abs_cosine"] = representation.mean_abs_cosine(jax.lax.stop_gradient(vectors_NxD))
+  vectors_ExD = dec.vectors_BxExD.reshape(-1, dec.vectors_BxExD.shape[-1])
+  metrics["effective_rank"] = representation.effective_rank(jax.lax.stop_gradient(vectors_ExD))
+  metrics["mean_abs_cosine"] = representation.mean_abs_cosine(jax.lax.stop_gradient(vectors_ExD))
   loss = energy
   diversity_weight = cfg.loss.get("diversity_weight", 0.0)
   if diversity_weight:
@@ -141,7 +141,7 @@ def generator_forward(graphs: Graphs, g_params, d_params, batch_BxT, rng, cfg):
     # 1 / D at best, and reaches only the encoder, through the chosen vectors.  It is priced in
     # units of the target's L1, like the energy loss (-removed fraction * ||T_w||_1): a weight w
     # trades a collapse for at most w of the removed fraction, at any window size or level.
-    spread = representation.mean_squared_cosine(vectors_NxD)
+    spread = representation.mean_squared_cosine(vectors_ExD)
     metrics["mean_squared_cosine"] = spread
     loss = loss + diversity_weight * jnp.abs(target).sum() * spread
   fake_mix = None

@@ -62,22 +62,22 @@ def test_refinement_never_decodes_worse_than_the_plain_encode(codec, known):
     r = info.refine
     assert refined.refined and not plain.refined
     assert r.steps == STEPS and r.resolutions == info.resolutions
-    assert np.all(info.decoded_l1_after_WxR <= info.decoded_l1_before_WxR), name
+    assert np.all(info.decoded_l1_after_WxV <= info.decoded_l1_before_WxV), name
     # The window-level guarantee: refined events are kept only where they are no worse.
-    assert np.all(info.decoded_l1_after_WxR <= r.plain_after_WxR), name
+    assert np.all(info.decoded_l1_after_WxV <= r.plain_after_WxV), name
     for i, (window, hop) in enumerate(info.resolutions):
       silence = float(metrics.stft_magnitude(audio, window, hop).sum())
       before = decoded_error(codec, audio, plain, window, hop)
       after = decoded_error(codec, audio, refined, window, hop)
       assert after <= silence, (name, window)
       assert after <= before * (1 + 1e-5) + 1e-9, (name, window, after, before)
-      assert r.error_R[i] <= r.plain_error_R[i]
-      assert after == pytest.approx(r.error_R[i], rel=1e-4, abs=1e-6), (name, window)
+      assert r.error_V[i] <= r.plain_error_V[i]
+      assert after == pytest.approx(r.error_V[i], rel=1e-4, abs=1e-6), (name, window)
   # Not vacuous: on the model's own events some windows took their refined events and the
   # file's error fell.
   _, _, (_, info) = runs["own events"]
   assert info.refine.refined_W.any() and not info.refine.fell_back
-  assert np.all(info.refine.error_R < info.refine.plain_error_R)
+  assert np.all(info.refine.error_V < info.refine.plain_error_V)
 
 
 def test_refinement_lowers_its_loss_on_a_known_signal(codec, known):

@@ -359,7 +359,7 @@ def test_encoding_never_decodes_worse_than_silence(codec):
     restored = sjx.decode_bytes(sjx.encode_bytes(events, 8), expected_model_id=codec.model_id)
     decoded = codec.decode(restored)
     assert info.resolutions == ((codec.window, codec.hop), (2048, 256))
-    assert np.all(info.decoded_l1_after_WxR <= info.decoded_l1_before_WxR), name
+    assert np.all(info.decoded_l1_after_WxV <= info.decoded_l1_before_WxV), name
     assert np.all((info.alpha_W >= 0) & (info.alpha_W <= 1))
     for r, (window, hop) in enumerate(info.resolutions):
       silence = float(metrics.stft_magnitude(audio, window, hop).sum())
@@ -367,7 +367,7 @@ def test_encoding_never_decodes_worse_than_silence(codec):
       assert error <= silence, (name, window, error, silence)
       # The per-window steps add up to the decoded file's error: the check measured the real
       # output of `decode`, through the file.
-      steps = (info.decoded_l1_after_WxR[:, r] - info.decoded_l1_before_WxR[:, r]).sum()
+      steps = (info.decoded_l1_after_WxV[:, r] - info.decoded_l1_before_WxV[:, r]).sum()
       assert error == pytest.approx(silence + steps, rel=1e-5, abs=1e-9), (name, window)
     if name == "silence":
       assert len(events) == 0 and not np.any(decoded)

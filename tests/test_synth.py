@@ -83,9 +83,9 @@ def test_room_bank_is_deterministic_peak_normalised_and_decays_as_designed():
 
 def _render_event(controls, spectra, n, window, hop, attack_samples, chain=None):
   """One event through the default chain of blocks (or `chain`), then the schedule."""
-  s, p = controls["envelope_SxP"].shape
+  s, p = controls["envelope_IxP"].shape
   geo = blocks.Geometry(n, window, hop, attack_samples, s, p)
-  return np.asarray(blocks.render_event(controls, {"rooms_spec_RxK": jnp.asarray(spectra)}, geo,
+  return np.asarray(blocks.render_event(controls, {"rooms_spec_RxQ": jnp.asarray(spectra)}, geo,
                                         None if chain is None else blocks.chain(chain)))
 
 
@@ -95,7 +95,7 @@ def test_render_event_is_silent_before_its_frame_and_scales_with_gain():
   rng = np.random.default_rng(0)
   spectra = rooms.room_bank_spectra(2, n, 22050, 0)
   controls = {
-      "envelope_SxP": jnp.asarray(rng.standard_normal((2, 16)), jnp.float32),
+      "envelope_IxP": jnp.asarray(rng.standard_normal((2, 16)), jnp.float32),
       "noise_filters_CxL": jnp.asarray(rng.standard_normal((2, 16)), jnp.float32),
       "noise_deform_CxN": jnp.zeros((2, n // hop)),
       "noise_mix_2": jnp.zeros(2),
@@ -136,7 +136,7 @@ def _event_controls(n, hop, window, *, click=False, seed=0):
   envelope = (jnp.full((1, 16), -30.0).at[0, 0].set(30.0) if click
               else jnp.asarray(rng.standard_normal((2, 16)), jnp.float32))
   return {
-      "envelope_SxP": envelope,
+      "envelope_IxP": envelope,
       "noise_filters_CxL": jnp.asarray(rng.standard_normal((2, 16)), jnp.float32),
       "noise_deform_CxN": jnp.zeros((2, n // hop)),
       "noise_mix_2": dry if click else jnp.zeros(2),

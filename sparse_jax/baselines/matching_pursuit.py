@@ -106,17 +106,17 @@ class _Scale:
     self.cut_inverse = {}
     cut = set(range(self.first_whole)) | set(range(max(0, self.last_whole + 1), self.n_frames))
     for m in sorted(cut):
-      sample_N = m * self.hop - n // 2 + self.arange
-      window_N = self.window * ((sample_N >= 0) & (sample_N < length))
-      self.cut_inverse[m] = _pseudo_inverse(*self._gram(window_N))
+      sample_G = m * self.hop - n // 2 + self.arange
+      window_G = self.window * ((sample_G >= 0) & (sample_G < length))
+      self.cut_inverse[m] = _pseudo_inverse(*self._gram(window_G))
 
-  def _gram(self, window_N: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  def _gram(self, window_G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """<c, c>, <s, s>, <c, s> for bins 0..K-1, from the DFT of the squared window.
 
     cos^2 = (1 + cos 2t) / 2, sin^2 = (1 - cos 2t) / 2, cos sin = sin(2t) / 2, so all three are
     read off the DFT of w^2 at bin 2k.
     """
-    w2_spec = np.fft.fft(window_N**2)
+    w2_spec = np.fft.fft(window_G**2)
     total, at_2k = w2_spec[0].real, w2_spec[2 * np.arange(self.k)]
     return (total + at_2k.real) / 2.0, (total - at_2k.real) / 2.0, -at_2k.imag / 2.0
 
@@ -127,8 +127,8 @@ class _Scale:
     inverses = [np.tile(h, (last - first, 1)) for h in self.inverse]
     for m in range(first, last):
       if m in self.cut_inverse:
-        for h_FxK, h_cut in zip(inverses, self.cut_inverse[m]):
-          h_FxK[m - first] = h_cut
+        for h_NxF, h_cut in zip(inverses, self.cut_inverse[m]):
+          h_NxF[m - first] = h_cut
     return inverses
 
   def coefficients(self, buffer: np.ndarray, first: int, last: int):
@@ -136,9 +136,9 @@ class _Scale:
     first..last-1."""
     lo = self.offset + first * self.hop
     hi = self.offset + (last - 1) * self.hop + self.n
-    segments_FxN = np.lib.stride_tricks.sliding_window_view(buffer[lo:hi], self.n)[::self.hop]
-    spec_FxK = np.fft.rfft(segments_FxN * self.window, axis=1)[:, :self.k]
-    return spec_FxK.real, -spec_FxK.imag
+    segments_NxG = np.lib.stride_tricks.sliding_window_view(buffer[lo:hi], self.n)[::self.hop]
+    spec_NxF = np.fft.rfft(segments_NxG * self.window, axis=1)[:, :self.k]
+    return spec_NxF.real, -spec_NxF.imag
 
   def update(self, buffer: np.ndarray, first: int, last: int) -> None:
     """Recompute the best (score, bin) of frames first..last-1."""
@@ -147,10 +147,10 @@ class _Scale:
     b_c, b_s = self.coefficients(buffer, first, last)
     h_cc, h_ss, h_cs = self.frame_inverses(first, last)
     # ||P r||^2 = b^T G^+ b.
-    score_FxK = h_cc * b_c**2 + h_ss * b_s**2 + 2.0 * h_cs * (b_c * b_s)
-    best_bin = np.argmax(score_FxK, axis=1)
+    score_NxF = h_cc * b_c**2 + h_ss * b_s**2 + 2.0 * h_cs * (b_c * b_s)
+    best_bin = np.argmax(score_NxF, axis=1)
     self.best_bin[first:last] = best_bin
-    self.best[first:last] = score_FxK[np.arange(last - first), best_bin]
+    self.best[first:last] = score_NxF[np.arange(last - first), best_bin]
 
   def frames_touching(self, lo: int, hi: int) -> tuple[int, int]:
     """The range [first, last) of frames whose support overlaps buffer[lo:hi]."""
@@ -220,14 +220,14 @@ def matching_pursuit(audio_T, n_atoms: int, scales=(256, 1024, 4096)) -> MPResul
     # The projection P r = a_c c + a_s s, with (a_c, a_s) = G^+ b.
     a_c, a_s = h_cc * b_c + h_cs * b_s, h_cs * b_c + h_ss * b_s
     lo = g.offset + m * g.hop
-    theta_N = 2.0 * np.pi * k * g.arange / g.n
-    atom_N = g.window * (a_c * np.cos(theta_N) + a_s * np.sin(theta_N))
+    theta_G = 2.0 * np.pi * k * g.arange / g.n
+    atom_G = g.window * (a_c * np.cos(theta_G) + a_s * np.sin(theta_G))
     # Keep the padding zero: the atom is cut to the signal.
-    sample_N = lo - pad + g.arange
-    atom_N *= (sample_N >= 0) & (sample_N < length)
+    sample_G = lo - pad + g.arange
+    atom_G *= (sample_G >= 0) & (sample_G < length)
     segment = buffer[lo:lo + g.n]
     before = float(np.dot(segment, segment))
-    segment -= atom_N
+    segment -= atom_G
     energy.append(max(0.0, energy[-1] - before + float(np.dot(segment, segment))))
     # a_c cos + a_s sin = A cos(theta + phi) with A cos(phi) = a_c, A sin(phi) = -a_s.
     atoms[i] = (g.n, m * g.hop, k, math.hypot(a_c, a_s), math.atan2(-a_s, a_c))
@@ -262,18 +262,18 @@ def render_atoms(atoms: np.ndarray, length: int) -> np.ndarray:
         (group["freq_bin"] < 0) | (group["freq_bin"] >= n // 2)):
       raise ValueError(f"atoms of scale {n} are off the dictionary grid")
     n_frames = int(frame.max()) + 1
-    spec_FxK = np.zeros((n_frames, n // 2 + 1), dtype=np.complex128)
+    spec_NxF = np.zeros((n_frames, n // 2 + 1), dtype=np.complex128)
     # irfft(X)[j] = (X_0 + 2 Re sum_k X_k e^{2 pi i k j / n}) / n, so X_k = A e^{i phi} n / 2 gives
     # A cos(2 pi k j / n + phi); bin 0 only keeps the real part, so it needs A cos(phi) n.
     coef = group["amplitude"] * np.exp(1j * group["phase"]) * np.where(
         group["freq_bin"] == 0, float(n), n / 2.0)
-    np.add.at(spec_FxK, (frame, group["freq_bin"]), coef)
-    frames_FxN = np.fft.irfft(spec_FxK, n=n, axis=1) * hann_periodic(n, np.float64)
+    np.add.at(spec_NxF, (frame, group["freq_bin"]), coef)
+    frames_NxG = np.fft.irfft(spec_NxF, n=n, axis=1) * hann_periodic(n, np.float64)
     # Frame m covers buffer[m * hop, m * hop + n), i.e. samples from m * hop - n/2; every fourth
     # frame tiles the buffer without overlap, so four strided adds do the overlap-add.
     buffer = np.zeros((n_frames + 3) * hop + n)
     for j in range(4):
-      tiles = frames_FxN[j::4].reshape(-1)
+      tiles = frames_NxG[j::4].reshape(-1)
       buffer[j * hop:j * hop + tiles.size] += tiles
     visible = buffer[n // 2:n // 2 + length]
     out_T[:visible.size] += visible

@@ -235,7 +235,7 @@ def _encode_summary(args, name, events, info, n_bytes, seconds):
 
 def _refine_summary(r):
   """One line on what `--refine N` changed (RefineInfo)."""
-  (window, hop), plain, now = r.resolutions[-1], r.plain_error_R[-1], r.error_R[-1]
+  (window, hop), plain, now = r.resolutions[-1], r.plain_error_V[-1], r.error_V[-1]
   lower = 100 * (plain - now) / plain if plain > 0 else 0.0
   kept = ("the plain encode was kept (refined was worse on the whole file)" if r.fell_back else
           f"{int(r.refined_W.sum())} of {len(r.refined_W)} windows took their refined events")

@@ -52,10 +52,10 @@ def fit_gains(target_FxH: np.ndarray, specs_KxFxH: np.ndarray) -> np.ndarray:
   k = specs_KxFxH.shape[0]
   if k == 0:
     return np.zeros(0)
-  a_KxM = specs_KxFxH.reshape(k, -1).astype(np.float64)
-  b_M = target_FxH.reshape(-1).astype(np.float64)
-  gram_KxK = np.einsum("km,jm->kj", a_KxM, a_KxM)
-  rhs_K = np.einsum("km,m->k", a_KxM, b_M)
+  a_KxJ = specs_KxFxH.reshape(k, -1).astype(np.float64)
+  b_J = target_FxH.reshape(-1).astype(np.float64)
+  gram_KxK = np.einsum("km,jm->kj", a_KxJ, a_KxJ)
+  rhs_K = np.einsum("km,m->k", a_KxJ, b_J)
   # gram = V diag(w) V^T; with M = diag(sqrt w) V^T, ||M g - d||^2 = g^T gram g - 2 g^T rhs + c
   # for d = diag(1/sqrt w) V^T rhs, so NNLS on (M, d) minimises the original objective.  Directions
   # with w ~ 0 (duplicate or silent events) carry no information and are dropped.
@@ -82,20 +82,20 @@ def prune(target_FxH: np.ndarray, specs_KxFxH: np.ndarray, gains_K: np.ndarray) 
   k = gains_K.size
   if k == 0:
     return gains_K
-  a_KxM = specs_KxFxH.reshape(k, -1).astype(np.float64)
-  residual_M = target_FxH.reshape(-1).astype(np.float64) - np.einsum("k,km->m", gains_K, a_KxM)
+  a_KxJ = specs_KxFxH.reshape(k, -1).astype(np.float64)
+  residual_J = target_FxH.reshape(-1).astype(np.float64) - np.einsum("k,km->m", gains_K, a_KxJ)
   while True:
     live = np.flatnonzero(gains_K > 0)
     if live.size == 0:
       return gains_K
-    now = np.abs(residual_M).sum()
+    now = np.abs(residual_J).sum()
     # The L1 change of adding each live event back into the residual (= dropping it).
-    after_L = np.abs(residual_M[None] + gains_K[live, None] * a_KxM[live]).sum(axis=1)
-    best = int(np.argmin(after_L))
-    if not after_L[best] < now:
+    after_K = np.abs(residual_J[None] + gains_K[live, None] * a_KxJ[live]).sum(axis=1)
+    best = int(np.argmin(after_K))
+    if not after_K[best] < now:
       return gains_K
     j = live[best]
-    residual_M += gains_K[j] * a_KxM[j]
+    residual_J += gains_K[j] * a_KxJ[j]
     gains_K[j] = 0.0
 
 
@@ -154,19 +154,19 @@ class SafeScale:
       out_T[a - lo:b - lo] = contribution_L[a - self.start:b - self.start]
     return metrics.stft(out_T, window, hop)[:, :n]
 
-  def errors(self, alphas_A) -> np.ndarray:
-    """(A, R) decoded L1 error at each alpha and resolution."""
-    alphas_A = np.asarray(alphas_A, np.float64)
-    out = np.zeros((alphas_A.size, len(self.resolutions)))
+  def errors(self, alphas_Z) -> np.ndarray:
+    """(Z, V) decoded L1 error at each candidate scale alpha and resolution."""
+    alphas_Z = np.asarray(alphas_Z, np.float64)
+    out = np.zeros((alphas_Z.size, len(self.resolutions)))
     for r, (view, contrib) in enumerate(zip(self._views, self._contrib)):
       if view is None:
         continue
-      for i, alpha in enumerate(alphas_A):
+      for i, alpha in enumerate(alphas_Z):
         out[i, r] = np.abs(view.ref_FxN - np.abs(view.decoded_FxN + alpha * contrib)).sum()
     return out
 
   def errors_with(self, contribution_L) -> np.ndarray:
-    """(R,) decoded L1 error with another contribution in place of this window's (alpha 1)."""
+    """(V,) decoded L1 error with another contribution in place of this window's (alpha 1)."""
     out = np.zeros(len(self.resolutions))
     for r, view in enumerate(self._views):
       if view is not None:
@@ -176,15 +176,15 @@ class SafeScale:
 
   @property
   def before(self) -> np.ndarray:
-    """(R,) the error without this window (alpha = 0)."""
+    """(V,) the error without this window (alpha = 0)."""
     return np.array([0.0 if v is None else v.before for v in self._views])
 
-  def acceptable(self, errors_AxR) -> np.ndarray:
+  def acceptable(self, errors_ZxV) -> np.ndarray:
     """(A,) which rows lower the error by a margin at the first resolution and at every other
     resolution either lower it by that margin or leave it exactly as it was (untouched frames)."""
     before = self.before
-    lower = errors_AxR < before * (1.0 - MIN_RELATIVE_GAIN)
-    return lower[:, 0] & np.all(lower | (errors_AxR == before), axis=1)
+    lower = errors_ZxV < before * (1.0 - MIN_RELATIVE_GAIN)
+    return lower[:, 0] & np.all(lower | (errors_ZxV == before), axis=1)
 
   def best_alpha(self) -> float:
     """The acceptable alpha in [0, 1] with the smallest error at the first resolution, or 0."""

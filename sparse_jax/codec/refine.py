@@ -86,12 +86,12 @@ class RefineInfo:
     refined_W: bool (W,), the window's refined events were kept (else its plain ones).
     loss_start_W, loss_end_W: float64 (W,), the refinement loss at step 0 (the plain events) and
       at its best iterate; NaN for a window without events (nothing to refine).
-    plain_after_WxR: float64 (W, R), the decoded error on the window's frames with its PLAIN
+    plain_after_WxV: float64 (W, V), the decoded error on the window's frames with its PLAIN
       events (their best alpha) in the same context as the refined ones; the kept window's error
-      (`EncodeInfo.decoded_l1_after_WxR`) is never above it.
+      (`EncodeInfo.decoded_l1_after_WxV`) is never above it.
     resolutions: the (window, hop) STFTs of the checks (`EncodeInfo.resolutions`).
-    plain_error_R, error_R: float64 (R,), the whole file's decoded spectral L1 error, plain encode
-      and returned encode (error_R <= plain_error_R).
+    plain_error_V, error_V: float64 (R,), the whole file's decoded spectral L1 error, plain encode
+      and returned encode (error_V <= plain_error_V).
     fell_back: the whole file was worse refined at some resolution, so the plain encode was kept.
     plain_events: the EventSet of the plain encode.
     seconds: wall-clock time of the refinement (compilation included).
@@ -100,10 +100,10 @@ class RefineInfo:
   refined_W: np.ndarray
   loss_start_W: np.ndarray
   loss_end_W: np.ndarray
-  plain_after_WxR: np.ndarray
+  plain_after_WxV: np.ndarray
   resolutions: tuple
-  plain_error_R: np.ndarray
-  error_R: np.ndarray
+  plain_error_V: np.ndarray
+  error_V: np.ndarray
   fell_back: bool
   plain_events: object
   seconds: float
@@ -434,7 +434,7 @@ def _guarantee(codec, audio_T, events, info, n_steps, windows, plain_contrib, lo
   decoded_T = np.zeros(padded_len, np.float64)
   plain_T = np.zeros(padded_len, np.float64)
   refined_W = np.zeros(n_windows, bool)
-  plain_after_WxR = np.zeros((n_windows, len(resolutions)))
+  plain_after_WxV = np.zeros((n_windows, len(resolutions)))
   rows = {key: [] for key in ("alpha", "before", "after")}
   columns = {key: [] for key in ("frames", "gains", "fine", "vectors", "window", "step")}
   for w, win in enumerate(windows):
@@ -452,7 +452,7 @@ def _guarantee(codec, audio_T, events, info, n_steps, windows, plain_contrib, lo
       cand.update(vectors=vectors, fine=fine)
       cands.append(cand)
     plain, refined = cands
-    plain_after_WxR[w] = plain["after"]
+    plain_after_WxV[w] = plain["after"]
     refined_W[w] = bool(sel.size) and bool(np.all(refined["after"] <= plain["after"]))
     chosen = refined if refined_W[w] else plain
     _add_at(decoded_T, a, chosen["contribution"])
@@ -471,16 +471,16 @@ def _guarantee(codec, audio_T, events, info, n_steps, windows, plain_contrib, lo
   x_T = audio_T.astype(np.float64)
   error = lambda y_T, r: float(np.abs(metrics.stft_magnitude(x_T, *r) -
                                       metrics.stft_magnitude(y_T[:n_audio], *r)).sum())
-  plain_error_R = np.array([error(plain_T, r) for r in resolutions])
-  error_R = np.array([error(decoded_T, r) for r in resolutions])
-  fell_back = bool(np.any(error_R > plain_error_R))
+  plain_error_V = np.array([error(plain_T, r) for r in resolutions])
+  error_V = np.array([error(decoded_T, r) for r in resolutions])
+  fell_back = bool(np.any(error_V > plain_error_V))
   if fell_back:  # the plain file's own windows, in their own context
-    plain_after_WxR = info.decoded_l1_after_WxR
+    plain_after_WxV = info.decoded_l1_after_WxV
   report = RefineInfo(steps=n_steps, refined_W=refined_W & ~fell_back, loss_start_W=loss_start_W,
-                      loss_end_W=loss_end_W, plain_after_WxR=plain_after_WxR,
+                      loss_end_W=loss_end_W, plain_after_WxV=plain_after_WxV,
                       resolutions=tuple(resolutions),
-                      plain_error_R=plain_error_R,
-                      error_R=plain_error_R if fell_back else error_R, fell_back=fell_back,
+                      plain_error_V=plain_error_V,
+                      error_V=plain_error_V if fell_back else error_V, fell_back=fell_back,
                       plain_events=events, seconds=time.time() - t_start)
   if fell_back:
     return events.replace(refined=True), dataclasses.replace(info, refine=report)
@@ -491,7 +491,7 @@ def _guarantee(codec, audio_T, events, info, n_steps, windows, plain_contrib, lo
       vectors=np.concatenate(columns["vectors"]).reshape(-1, codec.event_dim), refined=True)
   info = dataclasses.replace(
       info, alpha_W=np.asarray(rows["alpha"], np.float64),
-      decoded_l1_before_WxR=np.stack(rows["before"]), decoded_l1_after_WxR=np.stack(rows["after"]),
+      decoded_l1_before_WxV=np.stack(rows["before"]), decoded_l1_after_WxV=np.stack(rows["after"]),
       event_window_E=cat("window", np.int64), event_step_E=cat("step", np.int64),
       refine=report, seconds=info.seconds + report.seconds)
   return refined_events, info

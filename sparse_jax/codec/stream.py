@@ -93,7 +93,7 @@ class EncodeInfo:
       (1 / its positive peak; 0 for a silent window, which the model never sees).
     alpha_W: float64 (W,), the final scale of the window's refit gains (0: the window was left out).
     resolutions: the (window, hop) STFTs of the decoded-error check, the model's first.
-    decoded_l1_before_WxR, decoded_l1_after_WxR: float64 (W, R), the decoded file's spectral L1
+    decoded_l1_before_WxV, decoded_l1_after_WxV: float64 (W, V), the decoded file's spectral L1
       error (sum of ||S(x)| - |S(y)||) on the frames that window w's audio touches, before and
       after adding its events; after <= before, always.
     seconds: wall-clock time of the encode (refinement included).
@@ -108,8 +108,8 @@ class EncodeInfo:
   scale_W: np.ndarray = None
   alpha_W: np.ndarray = None
   resolutions: tuple = ()
-  decoded_l1_before_WxR: np.ndarray = None
-  decoded_l1_after_WxR: np.ndarray = None
+  decoded_l1_before_WxV: np.ndarray = None
+  decoded_l1_after_WxV: np.ndarray = None
   seconds: float = 0.0
   refine: object = None
 
@@ -503,8 +503,8 @@ class Codec:
         kept_W=np.asarray(rows["kept"], np.int64), event_window_E=cat("window", np.int64),
         event_step_E=cat("step", np.int64), scale_W=np.asarray(rows["scale"]),
         alpha_W=np.asarray(rows["alpha"]), resolutions=resolutions,
-        decoded_l1_before_WxR=np.stack(rows["before"]),
-        decoded_l1_after_WxR=np.stack(rows["after"]), seconds=time.time() - t0)
+        decoded_l1_before_WxV=np.stack(rows["before"]),
+        decoded_l1_after_WxV=np.stack(rows["after"]), seconds=time.time() - t0)
     if refine:
       events, info = refine_lib.refine(self, audio_T, events, info, refine, bits=bits,
                                        progress=progress)

@@ -9,9 +9,9 @@ import numpy as np
 from sparse_jax.codec.page import PAGE_WIDTH_PX
 
 
-def minmax_normalise(x_NxD: np.ndarray) -> np.ndarray:
+def minmax_normalise(x_ExD: np.ndarray) -> np.ndarray:
   """Each dimension scaled to [0, 1] over the rows (a constant dimension becomes 0)."""
-  x = np.asarray(x_NxD, np.float64)
+  x = np.asarray(x_ExD, np.float64)
   if x.size == 0:
     return x
   lo, hi = x.min(0), x.max(0)
@@ -19,20 +19,20 @@ def minmax_normalise(x_NxD: np.ndarray) -> np.ndarray:
   return (x - lo) / span
 
 
-def random_rgb(x_NxD: np.ndarray, seed: int = 0) -> np.ndarray:
+def random_rgb(x_ExD: np.ndarray, seed: int = 0) -> np.ndarray:
   """Colours (N, 3) in [0, 1]: a random U(0, 1) (D, 3) projection, each channel min-max scaled."""
-  x = np.asarray(x_NxD, np.float64)
+  x = np.asarray(x_ExD, np.float64)
   proj = np.random.default_rng(seed).uniform(0.0, 1.0, (x.shape[1], 3))
   return minmax_normalise(x @ proj) if len(x) > 1 else np.full((len(x), 3), 0.5)
 
 
-def tsne_1d(x_NxD: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
+def tsne_1d(x_ExD: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
   """A 1-D t-SNE of the points (openTSNE: FFT-accelerated, PCA start), zero-mean float64 (N,).
 
   The perplexity is capped at (N - 1) / 3.  Fewer than 5 points have no neighbourhoods to keep:
   they get their first principal component instead; identical points all get 0.
   """
-  x = np.asarray(x_NxD, np.float64)
+  x = np.asarray(x_ExD, np.float64)
   n = x.shape[0]
   centred = x - x.mean(0) if n else x
   if n == 0 or not np.any(centred):
