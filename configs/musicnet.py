@@ -75,6 +75,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # residual.  'per_step': the same value, each event scored against the residual it was chosen
   # from (matching pursuit's criterion; see model.decompose).
   c.loss.energy_objective = "per_step"
+  # With 'per_step': the price of a bin an event over-subtracts, relative to one it leaves (1: L1).
+  c.loss.overshoot_weight = 1.0
   # Weight of the mean squared cosine between the batch's event vectors, in units of the
   # target's L1 (see train_step.py; 0: off, the paper).
   c.loss.diversity_weight = 0.3

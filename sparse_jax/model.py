@@ -48,15 +48,24 @@ class Decomposition:
 
 def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
               keep_residuals: bool = False, n_events: int | None = None,
-              target_spec_BxFxN: jax.Array | None = None) -> Decomposition:
+              target_spec_BxFxN: jax.Array | None = None,
+              overshoot_weight: float = 1.0) -> Decomposition:
   """Runs the removal loop on magnitude spectrograms (B, F, N) of windows of cfg.n_samples.
 
   With `target_spec_BxFxN` (the loss's weighted target), it also scores each step against the
-  target's residual at that step (`step_removal_BxE`).
+  target's residual at that step (`step_removal_BxE`); `overshoot_weight` > 1 prices the bins
+  where an event takes away more than is left (the residual goes negative) that many times
+  (1: the L1 distance, the paper's measure).
   """
   n_events = n_events or cfg.n_events
   half = Geometry.of(cfg).half
   per_step = target_spec_BxFxN is not None
+  if overshoot_weight == 1.0:
+    cost = jnp.abs
+  else:
+    # No later event can fill a bin that an earlier one over-subtracted (events only add
+    # magnitude), so an overshoot is priced above a shortfall, which a later event can remove.
+    cost = lambda x: jnp.maximum(x, 0.0) + overshoot_weight * jnp.maximum(-x, 0.0)
 
   def step(carry, _):
     residual, spec_sum, target_residual = carry
@@ -68,8 +77,8 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
     out = dict(vector=vector, frame=frame, gain=gain, fine=fine, audio=audio_BxT,
                residual_l1=jnp.abs(residual[:, :, :half]).sum((1, 2)))
     if per_step:
-      out["step_removal"] = (jnp.abs(target_residual - event_spec).sum((1, 2))
-                             - jnp.abs(target_residual).sum((1, 2)))
+      out["step_removal"] = (cost(target_residual - event_spec).sum((1, 2))
+                             - cost(target_residual).sum((1, 2)))
       target_residual = jax.lax.stop_gradient(target_residual - event_spec)
     if keep_residuals:
       out["residual"] = residual

@@ -48,6 +48,11 @@ def validate_config(cfg) -> None:
       (0 <= cfg.loss.get("start_ramp_frames", 0) <= m.n_samples // m.hop // 2,
        f"loss.start_ramp_frames={cfg.loss.get('start_ramp_frames')} must be in [0, "
        f"{m.n_samples // m.hop // 2}] (the first half's frames)"),
+      (cfg.loss.get("overshoot_weight", 1.0) >= 1.0 and (
+          cfg.loss.get("overshoot_weight", 1.0) == 1.0
+          or cfg.loss.get("energy_objective", "sum") == "per_step"),
+       f"loss.overshoot_weight={cfg.loss.get('overshoot_weight')} must be >= 1, and above 1 "
+       "only with loss.energy_objective='per_step'"),
       (cfg.loss.get("diversity_weight", 0.0) >= 0.0,
        f"loss.diversity_weight={cfg.loss.get('diversity_weight')} must be >= 0"),
       (0.0 <= cfg.loss.event_drop_prob < 1.0,

@@ -87,6 +87,10 @@ def test_bad_config_values_give_one_line_errors(tiny_config, tmp_path):
   with pytest.raises(UserError, match="multiple of the 4 devices"):
     training.train_and_evaluate(cfg, str(tmp_path / "w"))
   cfg.train.batch_size = 4
+  cfg.loss.overshoot_weight = 0.5
+  with pytest.raises(UserError, match=r"loss.overshoot_weight=0.5 must be >= 1"):
+    training.train_and_evaluate(cfg, str(tmp_path / "w"))
+  cfg.loss.overshoot_weight = 1.0
   cfg.model.hop = 100
   with pytest.raises(UserError, match="model.window=256 must be a multiple of model.hop=100"):
     training.train_and_evaluate(cfg, str(tmp_path / "w"))
