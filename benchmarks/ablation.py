@@ -63,6 +63,8 @@ def row(workdir: str) -> dict:
       "silent_events": rep.get("silent_events"), "events": rep.get("events"),
       "removed_sum": res["sum_of_event_spectrograms"][-1],
       "removed_mixed": res["spectrogram_of_summed_audio"][-1],
+      # Evaluations made before eval.py recorded it have no over-subtraction curve.
+      "over_subtracted": res.get("over_subtracted", [None])[-1],
       "mr_stft": res["mr_stft"], "log_mel": res["log_mel"], "clips": report["n_clips"],
   }
 
@@ -70,7 +72,7 @@ def row(workdir: str) -> dict:
 def markdown(rows: list[dict]) -> str:
   head = ("| variant | overrides of configs/quickstart.py | steps | min | rank | mean abs cos | "
           "first 4 frames | centroid spread (oct) | silent | removed (sum) | removed (mixed) | "
-          "MR-STFT | log-mel |")
+          "over-subtracted | MR-STFT | log-mel |")
   lines = [head, "|" + "---|" * (head.count("|") - 1)]
   fmt = lambda v, p=3: "n/a" if v is None else f"{v:.{p}f}"
   for r in rows:
@@ -80,7 +82,8 @@ def markdown(rows: list[dict]) -> str:
         f"{fmt(r['mean_abs_cosine'])} | {fmt(100 * r['first_frames_share'], 1)}% | "
         f"{fmt(r['centroid_spread_octaves'], 2)} | {r['silent_events']}/"
         f"{r['events'] + r['silent_events']} | {fmt(r['removed_sum'])} | "
-        f"{fmt(r['removed_mixed'])} | {fmt(r['mr_stft'])} | {fmt(r['log_mel'])} |")
+        f"{fmt(r['removed_mixed'])} | {fmt(r.get('over_subtracted'))} | {fmt(r['mr_stft'])} | "
+        f"{fmt(r['log_mel'])} |")
   return "\n".join(lines) + "\n"
 
 

@@ -5,8 +5,10 @@ k = 1..E events, measured two ways:
   * `sum_of_event_spectrograms`: 1 - ||S - sum_{j<=k} |STFT(e_j)| ||_1 / ||S||_1, what the encoder
     optimises (the residual it sees after step k);
   * `spectrogram_of_summed_audio`: 1 - ||S - |STFT(sum_{j<=k} e_j)| ||_1 / ||S||_1, what a listener
-    gets when the events are mixed (phases interfere).
-S is the magnitude spectrogram of the clip, restricted to the first half of the frames (the part
+    gets when the events are mixed (phases interfere);
+and `over_subtracted`: ||max(sum_{j<=k} |STFT(e_j)| - S, 0)||_1 / ||S||_1, the part of the first
+curve's residual that the events took beyond S (events only add magnitude, so no later event can
+fill it).  S is the magnitude spectrogram of the clip, restricted to the first half of the frames (the part
 the encoder may place events in).  Reconstruction metrics compare the first half of the clip with
 the first half of the summed events.
 """
@@ -42,16 +44,21 @@ def make_encoder(cfg, graphs):
 
 
 def energy_curves(clip_T: np.ndarray, events_ExT: np.ndarray, residual_l1_E: np.ndarray,
-                  window: int, hop: int) -> dict:
-  """Both per-step removal curves of one clip (see the module docstring)."""
+                  window: int, hop: int, overshoot_l1_E: np.ndarray | None = None) -> dict:
+  """Both per-step removal curves of one clip (see the module docstring), and with
+  `overshoot_l1_E` the share of the input's L1 the events took beyond it (the residual's
+  negative part, which no later event can fill)."""
   half = (len(clip_T) // hop) // 2
   spec = np.asarray(signal.stft_magnitude(jnp.asarray(clip_T), window, hop))[:, :half]
   total = np.abs(spec).sum() + 1e-12
   partial = np.cumsum(events_ExT, axis=0)
   partial_spec = np.asarray(signal.stft_magnitude(jnp.asarray(partial), window, hop))[..., :half]
   mixed = 1.0 - np.abs(spec[None] - partial_spec).sum((1, 2)) / total
-  return {"sum_of_event_spectrograms": 1.0 - residual_l1_E / total,
-          "spectrogram_of_summed_audio": mixed}
+  curves = {"sum_of_event_spectrograms": 1.0 - residual_l1_E / total,
+            "spectrogram_of_summed_audio": mixed}
+  if overshoot_l1_E is not None:
+    curves["over_subtracted"] = np.asarray(overshoot_l1_E) / total
+  return curves
 
 
 def reconstruction_metrics(clip_T: np.ndarray, recon_T: np.ndarray, sample_rate: int) -> dict:
@@ -76,8 +83,8 @@ def evaluate_params(cfg, graphs, g_params, clips_NxT: np.ndarray, batch_size: in
   for i in range(0, len(clips_NxT), batch_size):
     chunk = clips_NxT[i:i + batch_size]
     dec, heads = jax.device_get(run(g_params, jnp.asarray(chunk)))
-    for clip, ev, r in zip(chunk, dec.events_BxExT, dec.residual_l1_BxE):
-      curves.append(energy_curves(clip, ev, r, cfg.model.window, cfg.model.hop))
+    for clip, ev, r, o in zip(chunk, dec.events_BxExT, dec.residual_l1_BxE, dec.overshoot_l1_BxE):
+      curves.append(energy_curves(clip, ev, r, cfg.model.window, cfg.model.hop, o))
       recon.append(reconstruction_metrics(clip, ev.sum(0), cfg.model.sample_rate))
       if audio_examples is not None and len(audio_examples) < AUDIO_EXAMPLES:
         audio_examples.append((np.asarray(clip), ev.sum(0)))
@@ -162,7 +169,8 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
     curve = res["sum_of_event_spectrograms"]
     log(f"{label}: removed after 1/8/{len(curve)} events: "
         f"{curve[0]:.3f} / {curve[min(7, len(curve) - 1)]:.3f} / {curve[-1]:.3f} "
-        f"(mixed audio: {res['spectrogram_of_summed_audio'][-1]:.3f}); "
+        f"(mixed audio: {res['spectrogram_of_summed_audio'][-1]:.3f}; over-subtracted "
+        f"{res['over_subtracted'][min(7, len(curve) - 1)]:.3f} / {res['over_subtracted'][-1]:.3f}); "
         f"MR-STFT {res['mr_stft']:.3f}, log-mel {res['log_mel']:.3f}, SI-SDR {res['si_sdr']:.2f} dB")
     rep = res["representation"]
     if "effective_rank" in rep:

@@ -40,6 +40,7 @@ class Decomposition:
   spec_sum_BxFxN: jax.Array     # sum of the events' magnitude spectrograms (carries gradient)
   residual_BxFxN: jax.Array     # the residual after the last step (detached)
   residual_l1_BxE: jax.Array    # first-half L1 of the residual after each step
+  overshoot_l1_BxE: jax.Array   # ... of its negative part: what the events took beyond the input
   residuals_BxExFxN: jax.Array | None = None  # every step's residual, when asked for
   # Per step j, ||R_j-1 - C_j||_1 - ||R_j-1||_1 against the weighted target's residual R (detached
   # after each step), when a target is given: each event scored on what was left when it was chosen.
@@ -75,7 +76,8 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
     event_spec = signal.stft_magnitude(audio_BxT, cfg.window, cfg.hop)
     residual = jax.lax.stop_gradient(residual - event_spec)
     out = dict(vector=vector, frame=frame, gain=gain, fine=fine, audio=audio_BxT,
-               residual_l1=jnp.abs(residual[:, :, :half]).sum((1, 2)))
+               residual_l1=jnp.abs(residual[:, :, :half]).sum((1, 2)),
+               overshoot_l1=jnp.maximum(-residual[:, :, :half], 0.0).sum((1, 2)))
     if per_step:
       out["step_removal"] = (cost(target_residual - event_spec).sum((1, 2))
                              - cost(target_residual).sum((1, 2)))
@@ -96,7 +98,7 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
       vectors_BxExD=swap(outs["vector"]), frames_BxE=swap(outs["frame"]),
       gains_BxE=swap(outs["gain"]), fine_BxE=swap(outs["fine"]),
       events_BxExT=swap(outs["audio"]), spec_sum_BxFxN=spec_sum, residual_BxFxN=residual,
-      residual_l1_BxE=swap(outs["residual_l1"]),
+      residual_l1_BxE=swap(outs["residual_l1"]), overshoot_l1_BxE=swap(outs["overshoot_l1"]),
       residuals_BxExFxN=swap(outs["residual"]) if keep_residuals else None,
       step_removal_BxE=swap(outs["step_removal"]) if per_step else None)
 

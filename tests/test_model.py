@@ -61,6 +61,13 @@ def test_residual_after_each_step_is_previous_minus_event_spectrogram(tiny, batc
   np.testing.assert_allclose(d.residual_l1_BxE,
                              np.abs(np.asarray(d.residuals_BxExFxN)[..., :half]).sum((2, 3)),
                              rtol=1e-4)
+  # The over-subtracted part: the residual's negative mass, which only grows (events add
+  # magnitude), and is part of the residual's L1.
+  negative = np.maximum(-np.asarray(d.residuals_BxExFxN, np.float64)[..., :half], 0).sum((2, 3))
+  np.testing.assert_allclose(d.overshoot_l1_BxE, negative, rtol=1e-4, atol=1e-3)
+  assert np.all(np.diff(np.asarray(d.overshoot_l1_BxE), axis=1) >= -1e-3)
+  assert np.all(np.asarray(d.overshoot_l1_BxE) <= np.asarray(d.residual_l1_BxE) + 1e-3)
+  assert float(np.asarray(d.overshoot_l1_BxE)[:, -1].max()) > 0
 
 
 def test_each_event_starts_at_its_frame(tiny, decomposition):

@@ -125,6 +125,10 @@ def test_train_then_eval_end_to_end(classical_tiny, tmp_path):
     curve = res["sum_of_event_spectrograms"]
     assert len(curve) == 32 and len(res["spectrogram_of_summed_audio"]) == 32
     assert all(np.isfinite(curve)) and all(c <= 1.0 for c in curve)
+    # What was over-subtracted is part of what is left: 0 <= it <= 1 - removed, never falling.
+    over = np.asarray(res["over_subtracted"])
+    assert len(over) == 32 and np.all(over >= 0) and np.all(np.diff(over) >= -1e-6)
+    assert np.all(over <= 1.0 - np.asarray(curve) + 1e-6)
     assert np.isfinite(res["mr_stft"]) and np.isfinite(res["log_mel"])
   assert os.path.getsize(os.path.join(workdir, "eval", "curve.png")) > 1000
   # TensorBoard: the training scalars, the evaluation's figures and two clips' audio.
