@@ -3,18 +3,42 @@
 # (each a separate train.py; a small config leaves the GPU mostly idle, so runs share it), each
 # exported to a float32 generator (.npz) for evaluation on the CPU held-out clips afterwards:
 #
-#   OUT=out VARIANTS=scripts/sweeps/quickstart.txt bash scripts/sweep_in_lease.sh
+#   bash scripts/sweep_in_lease.sh pack         # here, once: the data it carries (.qsdata/)
+#   OUT=$OUT VARIANTS=scripts/sweeps/quickstart.txt bash scripts/sweep_in_lease.sh  # on the device,
+#                                               # carrying .qsdata and .devwhl (wheels it lacks)
+#   for t in out/models_*.tar.gz; do tar xzf $t -C out; done    # back here
 #   for f in out/models/*.npz; do python eval.py --workdir $f --nocompare_untrained \
 #       --out runs/sweep/$(basename $f .npz); done
 #
 # A line of VARIANTS is `name --config.x=... --config.y=...`.  The data: the classical train split
-# as OGG in .qsdata/train (+ manifest.json, .complete-small), made here by
-# `python scripts/sweep_in_lease.sh`'s companion (see README, "Ablation"), decoded back to WAV
-# there, since the WAV split is over the 64 MiB a lease carries.  The OGG round trip (Vorbis at
-# compression 0.75) makes this a screening: a variant that wins here is confirmed by a CPU run
-# on the WAV data, which is the figure that counts.  Knobs: CONFIG, STOP_MIN, PY.
+# as Vorbis in .qsdata/ (about 43 MB; `bash scripts/sweep_in_lease.sh pack` makes it here from the
+# built dataset), decoded back to WAV on the device, since the WAV split is over the 64 MiB a
+# lease carries.  The Vorbis round trip (compression 0.75) makes this a screening: a variant that
+# wins there is confirmed by a CPU run on the WAV data, which is the figure that counts.  Knobs:
+# CONFIG, STOP_MIN, PY.  Not run yet: the session that wrote it was lent no machine.
 set -o pipefail
-PY=${PY:-python3}; OUT=${OUT:-/tmp/out}; mkdir -p $OUT/models
+PY=${PY:-python3}; OUT=${OUT:-/tmp/out}
+if [ "$1" = pack ]; then
+  echo /.qsdata/ >> .git/info/exclude
+  exec $PY - <<'PY'
+import glob, os, shutil
+import soundfile as sf
+from sparse_jax.data import classical
+root = classical.default_root()
+os.makedirs('.qsdata/train', exist_ok=True)
+for f in ('manifest.json', '.complete-small'):
+  shutil.copy(root / f, '.qsdata')
+for path in sorted(glob.glob(str(root / 'train' / '*.wav'))):
+  x, sr = sf.read(path, dtype='float32')
+  out = '.qsdata/train/' + os.path.basename(path)[:-4] + '.ogg'
+  # Written in blocks: libsndfile's Vorbis encoder crashed on some whole-file writes here.
+  with sf.SoundFile(out, 'w', sr, 1, format='OGG', subtype='VORBIS', compression_level=0.75) as o:
+    for i in range(0, len(x), 2**16):
+      o.write(x[i:i + 2**16])
+print('packed', len(os.listdir('.qsdata/train')), 'files into .qsdata/')
+PY
+fi
+mkdir -p $OUT/models
 CONFIG=${CONFIG:-configs/quickstart.py}; STOP_MIN=${STOP_MIN:-6}
 VARIANTS=${VARIANTS:-scripts/sweeps/quickstart.txt}
 if [ -d .devwhl ]; then $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .devwhl/*.whl || exit 1; export PYTHONPATH=/tmp/site:$PWD; fi
