@@ -90,7 +90,7 @@ class RefineInfo:
       events (their best alpha) in the same context as the refined ones; the kept window's error
       (`EncodeInfo.decoded_l1_after_WxV`) is never above it.
     resolutions: the (window, hop) STFTs of the checks (`EncodeInfo.resolutions`).
-    plain_error_V, error_V: float64 (R,), the whole file's decoded spectral L1 error, plain encode
+    plain_error_V, error_V: float64 (V,), the whole file's decoded spectral L1 error, plain encode
       and returned encode (error_V <= plain_error_V).
     fell_back: the whole file was worse refined at some resolution, so the plain encode was kept.
     plain_events: the EventSet of the plain encode.
