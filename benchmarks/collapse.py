@@ -85,17 +85,17 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   try:
     if _WORKDIR.value:
-      cfg, graphs, state, _ = checkpoint.restore_train_state(_WORKDIR.value)
-      label = f"{_WORKDIR.value} step {int(state.step)}"
+      cfg, graphs, g_params, _, step = checkpoint.restore_generator(_WORKDIR.value)
+      label = f"{_WORKDIR.value} step {step}"
     elif _CONFIG.value is not None:
       cfg = _CONFIG.value
       graphs, state = train_step.create_train_state(cfg)
-      label = "untrained"
+      g_params, label = state.g_params, "untrained"
     else:
       raise UserError("pass --workdir DIR (a trained run) or --config FILE (untrained)")
     source = data.make_source(cfg.data, sample_rate=cfg.model.sample_rate, split="test")
     clips = data.eval_clips(source, _CLIPS.value, cfg.model.n_samples, seed=0)
-    figures = layer_ranks(cfg, graphs, state.g_params, clips)
+    figures = layer_ranks(cfg, graphs, g_params, clips)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -245,13 +245,14 @@ class Checkpointer:
                       f"({e.reason}): rerun train.py on this workdir to set a damaged one aside, "
                       "or use the workdir of this config") from None
 
-  def restore_newest_good(self, abstract_tree, set_aside: bool):
+  def restore_newest_good(self, abstract_tree, set_aside: bool, partial: bool = False):
     """The newest checkpoint that restores, trying older ones while the newer are damaged.
 
     Args:
       abstract_tree: the structure to restore into.
       set_aside: move the damaged checkpoints newer than the restored one to
         workdir/checkpoints_damaged/ (only a training run, which owns the folder, does).
+      partial: `abstract_tree` names a subset of the saved tree (see `_restore`).
 
     Returns:
       None if there is no checkpoint, else (step, tree, note): note is one line naming the
@@ -264,7 +265,7 @@ class Checkpointer:
     failures = []
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
-        tree = self._restore(step, abstract_tree)
+        tree = self._restore(step, abstract_tree, partial)
       except _Unrestorable as e:
         failures.append(e)
         continue
@@ -317,6 +318,25 @@ def _trained_config(workdir: str) -> ml_collections.ConfigDict:
   return cfg
 
 
+def _read(workdir: str, tree, step: int | None, log, partial: bool):
+  """`tree` from checkpoint `step`; with no step and a `log`, the newest that restores (a damaged
+  newer one is reported through `log` and left where it is)."""
+  ckpt = Checkpointer(workdir)
+  try:
+    if step is None and log is not None:
+      found = ckpt.restore_newest_good(tree, set_aside=False, partial=partial)
+      if found is None:
+        raise UserError(f"no checkpoint in {ckpt.directory}: train first, or pass the right "
+                        "--workdir")
+      step, restored, note = found
+      if note:
+        log(f"{note}; using step {step}, the newest that restores")
+      return restored
+    return ckpt.restore(tree, step, partial=partial)
+  finally:
+    ckpt.close()
+
+
 def restore_train_state(workdir: str, step: int | None = None, log=None):
   """Config, graphs and the latest TrainState of a workdir (for eval and the codec tool).
 
@@ -335,31 +355,19 @@ def restore_train_state(workdir: str, step: int | None = None, log=None):
   cfg = _trained_config(workdir)
   graphs, abstract = train_step.abstract_train_state(cfg)
   tree = {"state": abstract, "data_step": np.zeros((), np.int64)}
-  ckpt = Checkpointer(workdir)
-  try:
-    if step is None and log is not None:
-      found = ckpt.restore_newest_good(tree, set_aside=False)
-      if found is None:
-        raise UserError(f"no checkpoint in {ckpt.directory}: train first, or pass the right "
-                        "--workdir")
-      step, restored, note = found
-      if note:
-        log(f"{note}; using step {step}, the newest that restores")
-    else:
-      restored = ckpt.restore(tree, step)
-  finally:
-    ckpt.close()
+  restored = _read(workdir, tree, step, log, partial=False)
   state = restored["state"]
   extra = {"data_step": int(restored["data_step"]),
            "model_id": model_id(cfg, int(state.step))}
   return cfg, graphs, state, extra
 
 
-def restore_generator(workdir: str, step: int | None = None):
+def restore_generator(workdir: str, step: int | None = None, log=None):
   """The generator of a workdir's latest (or given) checkpoint, and nothing else.
 
   Only the generator's arrays are read (a partial restore): no optimiser state, no discriminator.
-  What the codec, the report and `export` use.
+  What the codec, the report, `export` and `eval.py` use.  `log`: as in `restore_train_state`
+  (eval passes one; the codec does not).
 
   Returns:
     (cfg, graphs, g_params, model_id, step).
@@ -368,10 +376,6 @@ def restore_generator(workdir: str, step: int | None = None):
   cfg = _trained_config(workdir)
   graphs, abstract = train_step.abstract_generator(cfg)
   tree = {"state": {"g_params": abstract, "step": jax.ShapeDtypeStruct((), np.int32)}}
-  ckpt = Checkpointer(workdir)
-  try:
-    restored = ckpt.restore(tree, step, partial=True)
-  finally:
-    ckpt.close()
+  restored = _read(workdir, tree, step, log, partial=True)
   step = int(restored["state"]["step"])
   return cfg, graphs, restored["state"]["g_params"], model_id(cfg, step), step

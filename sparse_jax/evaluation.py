@@ -137,9 +137,9 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
     from sparse_jax import generator  # pylint: disable=g-import-not-at-top
     cfg, graphs, g_params, model_id, step = generator.load(workdir)
     tb_dir = None
-  else:
-    cfg, graphs, state, extra = checkpoint.restore_train_state(workdir, log=log)
-    g_params, model_id, step, tb_dir = state.g_params, extra["model_id"], int(state.step), workdir
+  else:  # the generator alone: evaluation needs neither Adam state nor the discriminator
+    cfg, graphs, g_params, model_id, step = checkpoint.restore_generator(workdir, log=log)
+    tb_dir = workdir
   for key, value in (data_overrides or {}).items():
     cfg.data[key] = value
   source = data.make_source(cfg.data, sample_rate=cfg.model.sample_rate, split=split)

@@ -22,11 +22,15 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from sparse_jax import blocks, checkpoint, data, discriminator, files, train_step
 from sparse_jax import progress as progress_lib
 from sparse_jax.errors import UserError
+from sparse_jax.geometry import Geometry
 
 
 def validate_config(cfg) -> None:
   """Refuses bad config values with one line each, before anything is allocated."""
   m = cfg.model
+  half = Geometry.of(m).half
+  overshoot = cfg.loss.get("overshoot_weight", 1.0)
+  per_step = cfg.loss.get("energy_objective", "sum") == "per_step"
   checks = [
       (m.n_samples > 0 and m.n_samples & (m.n_samples - 1) == 0,
        f"model.n_samples={m.n_samples} must be a power of two (e.g. 131072)"),
@@ -45,14 +49,12 @@ def validate_config(cfg) -> None:
        f"loss.energy_objective={cfg.loss.get('energy_objective')!r} must be 'sum' or 'per_step'"),
       (cfg.optim.get("schedule", "constant") in ("constant", "cosine"),
        f"optim.schedule={cfg.optim.get('schedule')!r} must be 'constant' or 'cosine'"),
-      (0 <= cfg.loss.get("start_ramp_frames", 0) <= m.n_samples // m.hop // 2,
-       f"loss.start_ramp_frames={cfg.loss.get('start_ramp_frames')} must be in [0, "
-       f"{m.n_samples // m.hop // 2}] (the first half's frames)"),
-      (cfg.loss.get("overshoot_weight", 1.0) >= 1.0 and (
-          cfg.loss.get("overshoot_weight", 1.0) == 1.0
-          or cfg.loss.get("energy_objective", "sum") == "per_step"),
-       f"loss.overshoot_weight={cfg.loss.get('overshoot_weight')} must be >= 1, and above 1 "
-       "only with loss.energy_objective='per_step'"),
+      (0 <= cfg.loss.get("start_ramp_frames", 0) <= half,
+       f"loss.start_ramp_frames={cfg.loss.get('start_ramp_frames')} must be in [0, {half}] (the "
+       "first half's frames)"),
+      (overshoot == 1.0 or (overshoot > 1.0 and per_step),
+       f"loss.overshoot_weight={overshoot} must be >= 1, and above 1 only with "
+       "loss.energy_objective='per_step'"),
       (cfg.loss.get("diversity_weight", 0.0) >= 0.0,
        f"loss.diversity_weight={cfg.loss.get('diversity_weight')} must be >= 0"),
       (0.0 <= cfg.loss.event_drop_prob < 1.0,

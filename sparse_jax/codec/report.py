@@ -259,11 +259,11 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
     window_label = f"window {w + 1} of {len(info.kept_W)}, {t0:.2f}-{t1:.2f} s"
     kept = int(info.kept_W[w])
     residual_FxN = trace.spec_in_FxN.astype(np.float64)
-    residuals_SxFxH, labels = [], []
+    residuals_SxFxH, labels, shown = [], [], _residual_steps(kept)
     for step in range(kept + 1):
       if step > 0:
         residual_FxN = residual_FxN - trace.event_specs_KxFxN[trace.steps_K == step - 1].sum(0)
-      if step in _residual_steps(kept):
+      if step in shown:
         residuals_SxFxH.append(residual_FxN[:, :half].copy())
         labels.append("input" if step == 0 else f"after step {step}")
     plain = " (the plain encode, before refinement)" if info.refine is not None else ""

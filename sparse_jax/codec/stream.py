@@ -477,7 +477,7 @@ class Codec:
         shares = np.full(n_steps + 1, 1.0 if initial > 0 else 0.0)
       if window_hook is not None:
         window_hook(WindowTrace(w, start, spec_FxN.copy(), window["residual"].copy(),
-                                window["event_specs"], window["step"]))
+                                window["event_specs"](), window["step"]))
       for name in ("frames", "gains", "fine", "vectors", "step"):
         columns[name].append(window[name])
       columns["window"].append(np.full(window["frames"].size, w, np.int64))
@@ -550,7 +550,9 @@ class Codec:
     return dict(frames=start + relative_K[keep], gains=final_K[keep].astype(np.float32),
                 fine=offsets_K[keep], vectors=vectors_KxD[keep], step=step_K[keep].astype(np.int64),
                 residual=residual_FxN, alpha=alpha, before=check.before, after=after,
-                event_specs=(final_K[keep, None, None] * specs_KxFxN[keep]).astype(np.float32))
+                # Built only for a window_hook: not every encode pays for K spectra per window.
+                event_specs=lambda: (final_K[keep, None, None] * specs_KxFxN[keep]).astype(
+                    np.float32))
 
   def _empty_window(self, spec_FxN, start, n_audio, padded_T, decoded_T, resolutions) -> dict:
     """A window that keeps no event: its input is written back as it is."""
@@ -560,7 +562,7 @@ class Codec:
                 fine=np.zeros(0, np.float32), vectors=np.zeros((0, self.event_dim), np.float32),
                 step=np.zeros(0, np.int64), residual=spec_FxN.copy(), alpha=0.0,
                 before=check.before, after=check.before,
-                event_specs=np.zeros((0,) + spec_FxN.shape, np.float32))
+                event_specs=lambda: np.zeros((0,) + spec_FxN.shape, np.float32))
 
   # --------------------------------------------------------------------------------------------
   # Decoding.
