@@ -19,12 +19,15 @@
 set -o pipefail
 PY=${PY:-python3}; OUT=${OUT:-/tmp/out}
 if [ "$1" = pack ]; then
-  echo /.qsdata/ >> .git/info/exclude
+  grep -qx /.qsdata/ .git/info/exclude 2>/dev/null || echo /.qsdata/ >> .git/info/exclude
   exec $PY - <<'PY'
 import glob, os, shutil
 import soundfile as sf
 from sparse_jax.data import classical
 root = classical.default_root()
+if not classical.is_built(root):
+  raise SystemExit(f'error: {root}: the classical dataset is not built; run '
+                   '`python -m sparse_jax build-data` first')
 os.makedirs('.qsdata/train', exist_ok=True)
 for f in ('manifest.json', '.complete-small'):
   shutil.copy(root / f, '.qsdata')
