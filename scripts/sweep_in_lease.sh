@@ -7,15 +7,16 @@
 #   OUT=$OUT VARIANTS=scripts/sweeps/quickstart.txt bash scripts/sweep_in_lease.sh  # on the device,
 #                                               # carrying .qsdata and .devwhl (wheels it lacks)
 #   for t in out/models_*.tar.gz; do tar xzf $t -C out; done    # back here
-#   for f in out/models/*.npz; do python eval.py --workdir $f --nocompare_untrained \
-#       --out runs/sweep/$(basename $f .npz); done
+#   (each model's held-out figures on the Vorbis test clips are in logs.tar.gz as NAME.eval.json
+#   when .qsdata/test travelled; on the WAV clips, here: python eval.py --workdir
+#   out/models/NAME.npz --nocompare_untrained)
 #
 # A line of VARIANTS is `name --config.x=... --config.y=...`.  The data: the classical train split
 # as Vorbis in .qsdata/ (about 43 MB; `bash scripts/sweep_in_lease.sh pack` makes it here from the
 # built dataset), decoded back to WAV on the device, since the WAV split is over the 64 MiB a
 # lease carries.  The Vorbis round trip (compression 0.75) makes this a screening: a variant that
 # wins there is confirmed by a CPU run on the WAV data, which is the figure that counts.  Knobs:
-# CONFIG, STOP_MIN, PY.  Not run yet: the session that wrote it was lent no machine.
+# CONFIG, STOP_MIN, PY, NO_WHEELS (set: use the Python's own packages).  Not run yet: the session that wrote it was lent no machine.
 set -o pipefail
 PY=${PY:-python3}; OUT=${OUT:-/tmp/out}
 if [ "$1" = pack ]; then
@@ -31,20 +32,24 @@ if not classical.is_built(root):
 os.makedirs('.qsdata/train', exist_ok=True)
 for f in ('manifest.json', '.complete-small'):
   shutil.copy(root / f, '.qsdata')
-for path in sorted(glob.glob(str(root / 'train' / '*.wav'))):
+os.makedirs('.qsdata/test', exist_ok=True)
+for path in sorted(glob.glob(str(root / 'train' / '*.wav')) + glob.glob(str(root / 'test' / '*.wav'))):
   x, sr = sf.read(path, dtype='float32')
-  out = '.qsdata/train/' + os.path.basename(path)[:-4] + '.ogg'
+  out = f'.qsdata/{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)[:-4]}.ogg'
+  if os.path.exists(out):
+    continue
   # Written in blocks: libsndfile's Vorbis encoder crashed on some whole-file writes here.
   with sf.SoundFile(out, 'w', sr, 1, format='OGG', subtype='VORBIS', compression_level=0.75) as o:
     for i in range(0, len(x), 2**16):
       o.write(x[i:i + 2**16])
-print('packed', len(os.listdir('.qsdata/train')), 'files into .qsdata/')
+print('packed', len(os.listdir('.qsdata/train')), 'train and', len(os.listdir('.qsdata/test')),
+      'test files into .qsdata/')
 PY
 fi
 mkdir -p $OUT/models
 CONFIG=${CONFIG:-configs/quickstart.py}; STOP_MIN=${STOP_MIN:-6}
 VARIANTS=${VARIANTS:-scripts/sweeps/quickstart.txt}
-if [ -d .devwhl ]; then $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .devwhl/*.whl || exit 1; export PYTHONPATH=/tmp/site:$PWD; fi
+if [ -d .devwhl ] && [ -z "$NO_WHEELS" ]; then $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .devwhl/*.whl || exit 1; export PYTHONPATH=/tmp/site:$PWD; fi
 export SPARSE_JAX_CACHE=/tmp/cache SPARSE_JAX_DATA=/tmp/classical PYTHONUNBUFFERED=1 \
        XLA_PYTHON_CLIENT_PREALLOCATE=false
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc
@@ -56,13 +61,15 @@ import glob, multiprocessing as mp, os, shutil
 import soundfile as sf
 root = '/tmp/classical'
 os.makedirs(root + '/train', exist_ok=True)
+os.makedirs(root + '/test', exist_ok=True)
 for f in ('manifest.json', '.complete-small'):
   shutil.copy('.qsdata/' + f, root)
 def decode(path):
   x, sr = sf.read(path, dtype='int16')
-  sf.write(f'{root}/train/{os.path.basename(path)[:-4]}.wav', x, sr, subtype='PCM_16')
+  split = os.path.basename(os.path.dirname(path))
+  sf.write(f'{root}/{split}/{os.path.basename(path)[:-4]}.wav', x, sr, subtype='PCM_16')
 with mp.Pool(16) as p:
-  p.map(decode, sorted(glob.glob('.qsdata/train/*.ogg')))
+  p.map(decode, sorted(glob.glob('.qsdata/*/*.ogg')))
 from sparse_jax import data
 from configs import quickstart
 c = quickstart.get_config()
@@ -78,10 +85,12 @@ while read name args; do
     $PY -m sparse_jax export --workdir /tmp/runs/$name $OUT/models/$name.npz --dtype float32 \
       >> $OUT/$name.log 2>&1
     cp /tmp/runs/$name/metrics.jsonl $OUT/models/$name.metrics.jsonl
+    [ -d .qsdata/test ] && $PY eval.py --workdir $OUT/models/$name.npz --nocompare_untrained --out /tmp/eval/$name \
+      >> $OUT/$name.log 2>&1 && cp /tmp/eval/$name/metrics.json $OUT/models/$name.eval.json
     echo "$name: $(( $(date +%s) - T0 )) s, $(tail -1 $OUT/$name.log)" ) &
 done < <(grep -v '^#' $VARIANTS | grep .)   # not a pipe: `wait` must see the runs
 wait
 echo "sweep: $(( $(date +%s) - T0 )) s"
 # What comes back is at most 8 files of 16 MB: the models in tars of four (2 MB each at quickstart size).
 cd $OUT && ls models/*.npz | split -l 4 - part. && for p in part.*; do tar czf models_$p.tar.gz -T $p; done
-tar czf logs.tar.gz models/*.jsonl *.log && rm -rf models *.log part.* && ls -la
+tar czf logs.tar.gz models/*.json* *.log && rm -rf models *.log part.* && ls -la
