@@ -65,6 +65,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.fan_in_init = True
   c.model.vector_norm = "none"     # 'unit': candidate vectors at unit RMS; 'centred': centred
                                    # over the window's first-half frames, then unit RMS
+  c.model.exclusion_frames = 0     # >0: a window's later events may not take a frame within
+                                   # this many - 1 of an earlier one's (0: the paper, no limit)
   c.model.remat = True             # jax.checkpoint the scan body: memory O(1) in the step count
   c.model.gain_trains_stack = True  # False: the gain's gradient trains only the switch head
 

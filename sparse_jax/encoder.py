@@ -143,13 +143,26 @@ class Encoder(nnx.Module):
     return self.ff(skips)
 
 
-def choose_event(vectors_BxHxD: jax.Array, switch_BxH: jax.Array):
-  """Hard top-1 over ReLU(switch): the event's frame, its gain (the switch value) and vector."""
+def choose_event(vectors_BxHxD: jax.Array, switch_BxH: jax.Array,
+                 available_BxH: jax.Array | None = None):
+  """Hard top-1 over ReLU(switch): the event's frame, its gain (the switch value) and vector.
+
+  `available_BxH` (bool), where given, restricts the choice to those frames (see
+  `exclusion_mask`); the gain is still the chosen frame's ReLU(switch).
+  """
   attn_BxH = jax.nn.relu(switch_BxH)
-  frame_B = jnp.argmax(attn_BxH, axis=-1)
+  # -1 ranks an unavailable frame below every available one, silent (0) ones included.
+  score_BxH = attn_BxH if available_BxH is None else jnp.where(available_BxH, attn_BxH, -1.0)
+  frame_B = jnp.argmax(score_BxH, axis=-1)
   # A per-row index under vmap, not take_along_axis: with a batch of one per device the latter's
   # size-1 batch axis reads as a broadcast, which explicit sharding cannot place.
   pick = jax.vmap(lambda row, i: row[i])
   gain_B = pick(attn_BxH, frame_B)
   vector_BxD = pick(vectors_BxHxD, frame_B)
   return vector_BxD, frame_B.astype(jnp.int32), gain_B
+
+
+def exclusion_mask(frame_B: jax.Array, n_frames: int, radius: int) -> jax.Array:
+  """(B, H) bool: the frames within `radius` - 1 of each chosen frame, which a window's later
+  events may no longer take (radius 1: the frame itself; 0: none)."""
+  return jnp.abs(jnp.arange(n_frames)[None, :] - frame_B[:, None]) < radius

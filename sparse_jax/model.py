@@ -16,7 +16,7 @@ from flax import nnx
 
 from sparse_jax import signal
 from sparse_jax.decoder import Decoder
-from sparse_jax.encoder import Encoder, choose_event
+from sparse_jax.encoder import Encoder, choose_event, exclusion_mask
 from sparse_jax.geometry import Geometry
 
 
@@ -60,6 +60,11 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
   """
   n_events = n_events or cfg.n_events
   half = Geometry.of(cfg).half
+  # Frames near an earlier event's are closed to later events of the window (config
+  # `model.exclusion_frames`; 0, the paper: any frame any number of times).  Why: the greedy loop
+  # otherwise stacks up to a dozen events on one loud frame, each removing a sliver of it (README,
+  # representation health: "stacked events").
+  exclusion = int(cfg.get("exclusion_frames", 0))
   per_step = target_spec_BxFxN is not None
   if overshoot_weight == 1.0:
     cost = jnp.abs
@@ -69,9 +74,11 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
     cost = lambda x: jnp.maximum(x, 0.0) + overshoot_weight * jnp.maximum(-x, 0.0)
 
   def step(carry, _):
-    residual, spec_sum, target_residual = carry
+    residual, spec_sum, target_residual, taken_BxH = carry
     vectors, switch = model.encoder(residual)
-    vector, frame, gain = choose_event(vectors, switch)
+    vector, frame, gain = choose_event(vectors, switch, ~taken_BxH if exclusion else None)
+    if exclusion:
+      taken_BxH = taken_BxH | exclusion_mask(frame, taken_BxH.shape[1], exclusion)
     audio_BxT, fine = model.decoder(vector, frame, gain)
     event_spec = signal.stft_magnitude(audio_BxT, cfg.window, cfg.hop)
     residual = jax.lax.stop_gradient(residual - event_spec)
@@ -84,15 +91,16 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
       target_residual = jax.lax.stop_gradient(target_residual - event_spec)
     if keep_residuals:
       out["residual"] = residual
-    return (residual, spec_sum + event_spec, target_residual), out
+    return (residual, spec_sum + event_spec, target_residual, taken_BxH), out
 
   # Remat keeps the matmul outputs (the encoder's convolutions, 90% of the FLOPs) and recomputes
   # the cheap elementwise and FFT work: the backward pass no longer reruns the encoder, for about
   # 1 GB more at the default size and batch 2.
   body = jax.checkpoint(step, policy=_save_real_matmuls) if cfg.remat else step
   init = (jax.lax.stop_gradient(spec_BxFxN), jnp.zeros_like(spec_BxFxN),
-          jax.lax.stop_gradient(target_spec_BxFxN) if per_step else jnp.zeros(()))
-  (residual, spec_sum, _), outs = jax.lax.scan(body, init, None, length=n_events)
+          jax.lax.stop_gradient(target_spec_BxFxN) if per_step else jnp.zeros(()),
+          jnp.zeros_like(spec_BxFxN[:, 0, :half], dtype=bool))  # sharded as the batch
+  (residual, spec_sum, _, _), outs = jax.lax.scan(body, init, None, length=n_events)
   swap = lambda x: jnp.swapaxes(x, 0, 1)
   return Decomposition(
       vectors_BxExD=swap(outs["vector"]), frames_BxE=swap(outs["frame"]),

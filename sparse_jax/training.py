@@ -31,6 +31,7 @@ def validate_config(cfg) -> None:
   half = Geometry.of(m).half
   overshoot = cfg.loss.get("overshoot_weight", 1.0)
   per_step = cfg.loss.get("energy_objective", "sum") == "per_step"
+  exclusion = m.get("exclusion_frames", 0)
   checks = [
       (m.n_samples > 0 and m.n_samples & (m.n_samples - 1) == 0,
        f"model.n_samples={m.n_samples} must be a power of two (e.g. 131072)"),
@@ -55,6 +56,9 @@ def validate_config(cfg) -> None:
       (overshoot == 1.0 or (overshoot > 1.0 and per_step),
        f"loss.overshoot_weight={overshoot} must be >= 1, and above 1 only with "
        "loss.energy_objective='per_step'"),
+      (0 <= exclusion and (2 * exclusion - 1) * (m.n_events - 1) < half,
+       f"model.exclusion_frames={exclusion} must be >= 0 and leave the last of {m.n_events} "
+       f"events a frame of the {half} (each closes up to 2 * exclusion_frames - 1)"),
       (cfg.loss.get("diversity_weight", 0.0) >= 0.0,
        f"loss.diversity_weight={cfg.loss.get('diversity_weight')} must be >= 0"),
       (0.0 <= cfg.loss.event_drop_prob < 1.0,
