@@ -2,10 +2,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from configs import musicnet
-from sparse_jax.encoder import Encoder, choose_event
+from sparse_jax.encoder import Encoder, choose_event, exclusion_mask
 
 
 def full_window_reference(enc: Encoder, spec_BxFxN):
@@ -65,3 +66,27 @@ def test_choose_event_takes_the_largest_relu_switch_and_its_vector():
   # Gradient reaches the chosen switch value only (it is the event's amplitude).
   g = jax.grad(lambda s: choose_event(vectors, s)[2].sum())(switch)
   np.testing.assert_array_equal(g, [[0, 1, 0, 0], [0, 0, 0, 0]])
+
+
+def test_choose_event_keeps_to_the_available_frames():
+  vectors = jnp.arange(2 * 4 * 3, dtype=jnp.float32).reshape(2, 4, 3)
+  switch = jnp.array([[0.1, 3.0, -1.0, 2.0], [-1.0, -2.0, -0.5, -3.0]])
+  available = jnp.array([[True, False, True, True], [False, True, True, True]])
+  vector, frame, gain = choose_event(vectors, switch, available)
+  # Row 0: frame 1 is closed, so frame 3 (2.0), the next largest.  Row 1: all silent, so the
+  # first available frame, still at gain 0, never the closed frame 0.
+  np.testing.assert_array_equal(frame, [3, 1])
+  np.testing.assert_allclose(gain, [2.0, 0.0])
+  np.testing.assert_array_equal(vector, [vectors[0, 3], vectors[1, 1]])
+
+
+@pytest.mark.parametrize("radius", [0, 1, 2, 3])
+def test_exclusion_mask_closes_the_frames_within_radius_minus_one(radius):
+  frames = np.array([0, 5, 9])
+  got = np.asarray(exclusion_mask(jnp.asarray(frames), 10, radius))
+  want = np.zeros((3, 10), bool)
+  for row, f in enumerate(frames):
+    for t in range(10):
+      want[row, t] = abs(t - f) <= radius - 1
+  np.testing.assert_array_equal(got, want)
+

@@ -155,6 +155,28 @@ def test_overshoot_weight_prices_over_subtracted_bins(tiny, batch):
   assert float(priced.step_removal_BxE.sum()) > float(plain.step_removal_BxE.sum()) + 1e-3
 
 
+def test_exclusion_frames_keeps_later_events_off_earlier_frames(tiny, batch):
+  # Without exclusion the untrained tiny model stacks events on a few frames; with radius r, no
+  # two events of a window are closer than r frames, and the first event (nothing closed yet) is
+  # the same one.
+  cfg, graphs, state = tiny
+
+  @functools.partial(jax.jit, static_argnums=1)
+  def frames(g_params, radius):
+    m = cfg.model.copy_and_resolve_references()
+    m.exclusion_frames = radius
+    model = train_step.merge_generator(graphs, g_params)
+    return encode_audio(model, batch, m).frames_BxE
+
+  free = np.asarray(frames(state.g_params, 0))
+  assert min(len(set(f)) for f in free) < cfg.model.n_events  # stacked
+  for radius in (1, 2):
+    got = np.asarray(frames(state.g_params, radius))
+    np.testing.assert_array_equal(got[:, 0], free[:, 0])
+    gaps = np.abs(got[:, :, None] - got[:, None, :]) + radius * np.eye(got.shape[1], dtype=int)
+    assert gaps.min() >= radius, got
+
+
 def _with_objective(cfg, objective):
   cfg = cfg.copy_and_resolve_references()
   cfg.loss.adversarial = False

@@ -91,6 +91,10 @@ def test_bad_config_values_give_one_line_errors(tiny_config, tmp_path):
   with pytest.raises(UserError, match=r"loss.overshoot_weight=0.5 must be >= 1"):
     training.train_and_evaluate(cfg, str(tmp_path / "w"))
   cfg.loss.overshoot_weight = 1.0
+  cfg.model.exclusion_frames = 10  # 8 events, 128 frames: 7 of them may close 7 * 19 = 133
+  with pytest.raises(UserError, match=r"model.exclusion_frames=10 must be >= 0 and leave"):
+    training.train_and_evaluate(cfg, str(tmp_path / "w"))
+  cfg.model.exclusion_frames = 0
   cfg.model.hop = 100
   with pytest.raises(UserError, match="model.window=256 must be a multiple of model.hop=100"):
     training.train_and_evaluate(cfg, str(tmp_path / "w"))
