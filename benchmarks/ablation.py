@@ -4,6 +4,11 @@ r"""The collapse ablation table: one row per trained and evaluated workdir.
   python eval.py --workdir runs/abl_NAME --nocompare_untrained
   python -m benchmarks.ablation runs/abl_* --out benchmarks/results/ablation
 
+A GPU screen's models (scripts/sweep_in_lease.sh: exported generators, trained on the device) are
+rows too: evaluate each here with `python eval.py --workdir out/models/NAME.npz
+--nocompare_untrained --out EVAL/NAME` and pass the EVAL/NAME folders; their minutes are n/a
+(GPU time shared by the screen's concurrent runs).
+
 Each row gives the overrides that tell the run's config from `configs/quickstart.py` (so the
 command that trains it), the steps, the training minutes (from the workdir's config.json, written
 when training starts, to its last checkpoint, so compile time included), and the held-out figures
@@ -44,21 +49,32 @@ def overrides(run_config: dict) -> list[str]:
 
 
 def row(workdir: str) -> dict:
-  with open(os.path.join(workdir, "config.json")) as f:
-    config = json.load(f)
-  with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+  """A training workdir, evaluated; or the eval folder of an exported generator (a screen's)."""
+  screened = not os.path.exists(os.path.join(workdir, "config.json"))
+  metrics = os.path.join(workdir, "metrics.json" if screened else "eval/metrics.json")
+  with open(metrics) as f:
     report = json.load(f)
+  if screened:
+    from sparse_jax import generator  # pylint: disable=g-import-not-at-top
+    config = json.loads(generator.load(report["workdir"])[0].to_json())
+  else:
+    with open(os.path.join(workdir, "config.json")) as f:
+      config = json.load(f)
   label = next(k for k in report["results"] if k.startswith("trained"))
   res = report["results"][label]
   rep = res["representation"]
-  ckpts = os.path.join(workdir, "checkpoints")
-  last = os.path.join(ckpts, str(report["step"]))
-  minutes = (os.path.getmtime(last) - os.path.getmtime(os.path.join(workdir, "config.json"))) / 60
+  minutes = None
+  if not screened:
+    last = os.path.join(workdir, "checkpoints", str(report["step"]))
+    minutes = (os.path.getmtime(last) - os.path.getmtime(os.path.join(workdir, "config.json"))) / 60
   return {
       "variant": os.path.basename(os.path.normpath(workdir)),
-      "overrides": overrides(config), "steps": report["step"], "minutes": round(minutes, 1),
+      "overrides": overrides(config), "steps": report["step"],
+      "minutes": None if minutes is None else round(minutes, 1),
       "effective_rank": rep.get("effective_rank"), "mean_abs_cosine": rep.get("mean_abs_cosine"),
       "first_frames_share": rep.get("first_frames_share"),
+      # Evaluations made before eval.py recorded it have no stacked share.
+      "stacked_share": rep.get("stacked_share"),
       "centroid_spread_octaves": rep.get("centroid_spread_octaves"),
       "silent_events": rep.get("silent_events"), "events": rep.get("events"),
       "removed_sum": res["sum_of_event_spectrograms"][-1],
@@ -71,15 +87,17 @@ def row(workdir: str) -> dict:
 
 def markdown(rows: list[dict]) -> str:
   head = ("| variant | overrides of configs/quickstart.py | steps | min | rank | mean abs cos | "
-          "first 4 frames | centroid spread (oct) | silent | removed (sum) | removed (mixed) | "
+          "first 4 frames | stacked | centroid spread (oct) | silent | removed (sum) | removed (mixed) | "
           "over-subtracted | MR-STFT | log-mel |")
   lines = [head, "|" + "---|" * (head.count("|") - 1)]
   fmt = lambda v, p=3: "n/a" if v is None else f"{v:.{p}f}"
+  pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
   for r in rows:
     lines.append(
         f"| {r['variant']} | {' '.join(f'`{o}`' for o in r['overrides']) or '(none)'} | "
-        f"{r['steps']} | {r['minutes']:.0f} | {fmt(r['effective_rank'], 2)} | "
+        f"{r['steps']} | {fmt(r['minutes'], 0)} | {fmt(r['effective_rank'], 2)} | "
         f"{fmt(r['mean_abs_cosine'])} | {fmt(100 * r['first_frames_share'], 1)}% | "
+        f"{pct(r.get('stacked_share'))} | "
         f"{fmt(r['centroid_spread_octaves'], 2)} | {r['silent_events']}/"
         f"{r['events'] + r['silent_events']} | {fmt(r['removed_sum'])} | "
         f"{fmt(r['removed_mixed'])} | {fmt(r.get('over_subtracted'))} | {fmt(r['mr_stft'])} | "

@@ -7,21 +7,29 @@
 #   OUT=$OUT VARIANTS=scripts/sweeps/quickstart.txt bash scripts/sweep_in_lease.sh  # on the device,
 #                                               # carrying .qsdata and .devwhl (wheels it lacks)
 #   for t in out/models_*.tar.gz; do tar xzf $t -C out; done    # back here
-#   (each model's held-out figures on the Vorbis test clips are in logs.tar.gz as NAME.eval.json
-#   when .qsdata/test travelled; on the WAV clips, here: python eval.py --workdir
-#   out/models/NAME.npz --nocompare_untrained)
+#   python eval.py --workdir out/models/NAME.npz --nocompare_untrained --out EVAL/NAME  # here
+#   python -m benchmarks.ablation EVAL/*          # the screen's table
+# (`pack test` also packs the test split, 8 MB more, and each model is then evaluated on the
+# device, NAME.eval.json in logs.tar.gz; with this checkout and the wheels that is over the
+# 64 MiB a call carries.)
 #
 # A line of VARIANTS is `name --config.x=... --config.y=...`.  The data: the classical train split
 # as Vorbis in .qsdata/ (about 43 MB; `bash scripts/sweep_in_lease.sh pack` makes it here from the
 # built dataset), decoded back to WAV on the device, since the WAV split is over the 64 MiB a
 # lease carries.  The Vorbis round trip (compression 0.75) makes this a screening: a variant that
 # wins there is confirmed by a CPU run on the WAV data, which is the figure that counts.  Knobs:
-# CONFIG, STOP_MIN, PY, NO_WHEELS (set: use the Python's own packages).  Not run yet: the session that wrote it was lent no machine.
+# CONFIG, STOP_MIN, PY, NO_WHEELS (set: use the Python's own packages).
+#
+# Seen on one H200 (jax 0.11.2, CUDA 13): the quickstart config is launch-bound on a GPU (1.7
+# steps/s alone), so concurrent runs share it well: about 20 steps/s in all with 7 to 15 runs.
+# With 15 runs at once 4 died early (cuFFT could not create a batched plan, then an illegal
+# address), with 7 runs 1 did: the screen reports what finished, so read its rows for gaps.
+# The screens' rows: benchmarks/results/screen_1.md and screen_2.md (README, representation health).
 set -o pipefail
 PY=${PY:-python3}; OUT=${OUT:-/tmp/out}
 if [ "$1" = pack ]; then
   grep -qx /.qsdata/ .git/info/exclude 2>/dev/null || echo /.qsdata/ >> .git/info/exclude
-  exec $PY - <<'PY'
+  SPLITS="train $2" exec $PY - <<'PY'
 import glob, os, shutil
 import soundfile as sf
 from sparse_jax.data import classical
@@ -29,11 +37,13 @@ root = classical.default_root()
 if not classical.is_built(root):
   raise SystemExit(f'error: {root}: the classical dataset is not built; run '
                    '`python -m sparse_jax build-data` first')
-os.makedirs('.qsdata/train', exist_ok=True)
 for f in ('manifest.json', '.complete-small'):
   shutil.copy(root / f, '.qsdata')
-os.makedirs('.qsdata/test', exist_ok=True)
-for path in sorted(glob.glob(str(root / 'train' / '*.wav')) + glob.glob(str(root / 'test' / '*.wav'))):
+paths = []
+for split in os.environ['SPLITS'].split():
+  os.makedirs(f'.qsdata/{split}', exist_ok=True)
+  paths += sorted(glob.glob(str(root / split / '*.wav')))
+for path in paths:
   x, sr = sf.read(path, dtype='float32')
   out = f'.qsdata/{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)[:-4]}.ogg'
   if os.path.exists(out):
@@ -42,8 +52,8 @@ for path in sorted(glob.glob(str(root / 'train' / '*.wav')) + glob.glob(str(root
   with sf.SoundFile(out, 'w', sr, 1, format='OGG', subtype='VORBIS', compression_level=0.75) as o:
     for i in range(0, len(x), 2**16):
       o.write(x[i:i + 2**16])
-print('packed', len(os.listdir('.qsdata/train')), 'train and', len(os.listdir('.qsdata/test')),
-      'test files into .qsdata/')
+print('packed', {s: len(os.listdir(f'.qsdata/{s}')) for s in os.environ['SPLITS'].split()},
+      'files into .qsdata/')
 PY
 fi
 mkdir -p $OUT/models

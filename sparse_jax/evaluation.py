@@ -100,7 +100,8 @@ def evaluate_params(cfg, graphs, g_params, clips_NxT: np.ndarray, batch_size: in
   out["representation"] = representation.summarize(
       cat(events["vectors"]), cat(events["frames"]), cat(events["gains"]),
       events_ExT=cat(events["audio"]), sample_rate=cfg.model.sample_rate,
-      head_outputs={k: cat(v) for k, v in head_outputs.items()})
+      head_outputs={k: cat(v) for k, v in head_outputs.items()},
+      windows_E=np.repeat(np.arange(len(clips_NxT)), cfg.model.n_events))
   return out
 
 
@@ -176,7 +177,8 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
     if "effective_rank" in rep:
       log(f"{label}: effective rank {rep['effective_rank']:.2f} of {cfg.model.event_dim}, mean "
           f"|cos| {rep['mean_abs_cosine']:.3f}, {100 * rep['first_frames_share']:.1f}% of events "
-          f"in a window's first {representation.FIRST_FRAMES} frames, centroid spread "
+          f"in a window's first {representation.FIRST_FRAMES} frames, "
+          f"{100 * rep['stacked_share']:.1f}% stacked on an earlier event's frame, centroid spread "
           f"{rep['centroid_spread_octaves']:.2f} octaves, {rep['silent_events']} silent events")
   return report
 

@@ -10,6 +10,9 @@ a collapsed one (N events of D dimensions):
   is the same vector scaled, about sqrt(2 / (pi D)) for independent random directions.
 * `first_frames_share`: the share of events in the first 4 frames of their window (events that
   pile up at window starts are placed by the window, not by the music).
+* `stacked_share` (given each event's window): the share of events on a frame that an earlier
+  event of their window already took: the greedy loop's way of removing one loud onset in
+  slivers, a dozen events deep (README, representation health).
 * `centroid_spread_octaves`: the standard deviation of log2 of the events' spectral centroids
   (power spectrum).
 * per decoder table: `rows_used` (rows any event gives a non-zero weight) and `dominant_rows`
@@ -103,7 +106,7 @@ def table_usage(head_outputs: dict) -> dict:
 
 
 def summarize(vectors_ExD, frames_in_window_E, gains_E, events_ExT=None, sample_rate=None,
-              head_outputs=None) -> dict:
+              head_outputs=None, windows_E=None) -> dict:
   """Every figure of the module docstring for one set of events (silent ones left out).
 
   Args:
@@ -113,6 +116,7 @@ def summarize(vectors_ExD, frames_in_window_E, gains_E, events_ExT=None, sample_
     events_ExT: optional rendered audio of each event, for the spectral centroids.
     sample_rate: the audio's rate (with events_ExT).
     head_outputs: optional decoder head outputs for `vectors_ExD`, for the table usage.
+    windows_E: optional index of each event's window, for the stacked share.
   """
   gains = np.asarray(gains_E)
   sounding = gains > 0
@@ -124,6 +128,9 @@ def summarize(vectors_ExD, frames_in_window_E, gains_E, events_ExT=None, sample_
   out["effective_rank"] = float(effective_rank(vectors))
   out["mean_abs_cosine"] = float(mean_abs_cosine(vectors))
   out["first_frames_share"] = float(np.mean(frames < FIRST_FRAMES))
+  if windows_E is not None:
+    taken = {(w, f) for w, f in zip(np.asarray(windows_E)[sounding].tolist(), frames.tolist())}
+    out["stacked_share"] = 1.0 - len(taken) / len(frames)
   if events_ExT is not None:
     centroids = spectral_centroids_hz(np.asarray(events_ExT)[sounding], sample_rate)
     centroids = centroids[np.isfinite(centroids) & (centroids > 0)]

@@ -316,3 +316,26 @@ def test_quality_real_refuses_a_missing_folder(tmp_path, capsys):
   with pytest.raises(SystemExit):
     quality.parse_args(["--real", str(tmp_path / "nowhere")])
   assert "no such folder" in capsys.readouterr().err
+
+
+def test_ablation_rows_of_a_workdir_and_of_a_screened_generator(tiny_workdir, tmp_path):
+  # A training workdir and an exported generator evaluated into a folder (a GPU screen's models)
+  # give the same figures, and the screen's row says it has no CPU minutes.
+  from benchmarks import ablation
+  from sparse_jax import evaluation, generator
+  quiet = lambda m: None
+  evaluation.evaluate(tiny_workdir, n_clips=2, compare_untrained=False, log=quiet)
+  npz = str(tmp_path / "screened.npz")
+  generator.export_workdir(tiny_workdir, npz, dtype=np.float32)
+  evaluation.evaluate(npz, n_clips=2, compare_untrained=False, log=quiet,
+                      out_dir=str(tmp_path / "eval" / "screened"))
+  run, screened = ablation.row(tiny_workdir), ablation.row(str(tmp_path / "eval" / "screened"))
+  assert run["minutes"] is not None and screened["minutes"] is None
+  assert screened["variant"] == "screened" and screened["steps"] == run["steps"] == 0
+  assert "--config.model.n_events=8" in screened["overrides"]  # tiny against the quickstart
+  assert screened["overrides"] == run["overrides"]
+  for key in ("removed_sum", "effective_rank", "stacked_share"):
+    assert screened[key] == pytest.approx(run[key], rel=1e-5), key
+  assert 0.0 <= screened["stacked_share"] < 1.0
+  table = ablation.markdown([run, screened])
+  assert "| n/a |" in table.splitlines()[-1]  # the screened row's minutes

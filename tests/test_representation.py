@@ -73,6 +73,17 @@ def test_summarize_leaves_silent_events_out_and_counts_first_frames():
   assert rep.summarize(vectors[:1], frames[:1], gains[:1]) == {"events": 1, "silent_events": 0}
 
 
+def test_stacked_share_counts_events_on_a_frame_already_taken_in_their_window():
+  vectors = np.random.default_rng(3).standard_normal((8, 4))
+  # Window 0: frames 5, 5, 5, 9 (two stacked); window 1: 5, 9, 9 (one), then a silent event on 9.
+  frames = np.array([5, 5, 5, 9, 5, 9, 9, 9])
+  windows = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+  gains = np.array([1.0] * 7 + [0.0])
+  out = rep.summarize(vectors, frames, gains, windows_E=windows)
+  assert out["stacked_share"] == pytest.approx(3 / 7)
+  assert "stacked_share" not in rep.summarize(vectors, frames, gains)
+
+
 def test_figures_are_the_same_on_a_batch_sharded_array():
   # Inside the train step the events are split over the ('data',) mesh axis.
   from jax.sharding import NamedSharding, PartitionSpec as P

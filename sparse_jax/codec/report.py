@@ -300,7 +300,8 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
     # levels, or do they differ?  The centroids come from each event's own sound, rendered above
     # batch by batch (summarize would need every event's audio in memory at once).
     health = representation.summarize(
-        events.vectors, events.frames - info.event_window_E * codec.half, events.gains)
+        events.vectors, events.frames - info.event_window_E * codec.half, events.gains,
+        windows_E=info.event_window_E)
     if "effective_rank" in health:
       sounding = centroids[(events.gains > 0) & np.isfinite(centroids) & (centroids > 0)]
       spread = float(np.std(np.log2(sounding))) if len(sounding) else 0.0
@@ -310,6 +311,8 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
           ("event vectors: mean |cosine|", f"{health['mean_abs_cosine']:.3f} (1: one direction)"),
           (f"events in a window's first {representation.FIRST_FRAMES} frames",
            f"{100 * health['first_frames_share']:.1f}%"),
+          ("events on a frame an earlier event of their window took",
+           f"{100 * health['stacked_share']:.1f}%"),
           ("spread of the events' spectral centroids", f"{spread:.2f} octaves"),
       ]
     if total > audio_T.size:
