@@ -13,7 +13,8 @@ Each row gives the overrides that tell the run's config from `configs/quickstart
 command that trains it), the steps, the training minutes (from the workdir's config.json, written
 when training starts, to its last checkpoint, so compile time included), and the held-out figures
 of `eval.py`: effective rank, mean |cos|, share of events in a window's first 4 frames, spectral
-centroid spread, energy removed (sum of event spectrograms and mixed audio), MR-STFT and log-mel.
+centroid spread, the share of events stacked on an earlier event's frame, the events' median
+duration (10% to 90% of their energy), energy removed (sum of event spectrograms and mixed audio), MR-STFT and log-mel.
 Writes OUT.md and OUT.json.
 """
 import argparse
@@ -76,6 +77,7 @@ def row(workdir: str) -> dict:
       # Evaluations made before eval.py recorded it have no stacked share.
       "stacked_share": rep.get("stacked_share"),
       "centroid_spread_octaves": rep.get("centroid_spread_octaves"),
+      "duration_ms": rep.get("duration_ms"),
       "silent_events": rep.get("silent_events"), "events": rep.get("events"),
       "removed_sum": res["sum_of_event_spectrograms"][-1],
       "removed_mixed": res["spectrogram_of_summed_audio"][-1],
@@ -87,8 +89,8 @@ def row(workdir: str) -> dict:
 
 def markdown(rows: list[dict]) -> str:
   head = ("| variant | overrides of configs/quickstart.py | steps | min | rank | mean abs cos | "
-          "first 4 frames | stacked | centroid spread (oct) | silent | removed (sum) | removed (mixed) | "
-          "over-subtracted | MR-STFT | log-mel |")
+          "first 4 frames | stacked | centroid spread (oct) | duration (ms) | silent | "
+          "removed (sum) | removed (mixed) | over-subtracted | MR-STFT | log-mel |")
   lines = [head, "|" + "---|" * (head.count("|") - 1)]
   fmt = lambda v, p=3: "n/a" if v is None else f"{v:.{p}f}"
   pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
@@ -98,7 +100,8 @@ def markdown(rows: list[dict]) -> str:
         f"{r['steps']} | {fmt(r['minutes'], 0)} | {fmt(r['effective_rank'], 2)} | "
         f"{fmt(r['mean_abs_cosine'])} | {fmt(100 * r['first_frames_share'], 1)}% | "
         f"{pct(r.get('stacked_share'))} | "
-        f"{fmt(r['centroid_spread_octaves'], 2)} | {r['silent_events']}/"
+        f"{fmt(r['centroid_spread_octaves'], 2)} | {fmt(r.get('duration_ms'), 0)} | "
+        f"{r['silent_events']}/"
         f"{r['events'] + r['silent_events']} | {fmt(r['removed_sum'])} | "
         f"{fmt(r['removed_mixed'])} | {fmt(r.get('over_subtracted'))} | {fmt(r['mr_stft'])} | "
         f"{fmt(r['log_mel'])} |")

@@ -179,7 +179,8 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
           f"|cos| {rep['mean_abs_cosine']:.3f}, {100 * rep['first_frames_share']:.1f}% of events "
           f"in a window's first {representation.FIRST_FRAMES} frames, "
           f"{100 * rep['stacked_share']:.1f}% stacked on an earlier event's frame, centroid spread "
-          f"{rep['centroid_spread_octaves']:.2f} octaves, {rep['silent_events']} silent events")
+          f"{rep['centroid_spread_octaves']:.2f} octaves, median duration "
+          f"{rep['duration_ms']:.0f} ms, {rep['silent_events']} silent events")
   return report
 
 

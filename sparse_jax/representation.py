@@ -15,6 +15,8 @@ a collapsed one (N events of D dimensions):
   slivers, a dozen events deep (README, representation health).
 * `centroid_spread_octaves`: the standard deviation of log2 of the events' spectral centroids
   (power spectrum).
+* `duration_ms`: the median over events of the time in which an event emits the middle 80% of
+  its energy (from 10% to 90% of its running sum of squares): how long the sounds last.
 * per decoder table: `rows_used` (rows any event gives a non-zero weight) and `dominant_rows`
   (distinct rows that carry an event's largest weight).
 
@@ -86,6 +88,17 @@ def spectral_centroids_hz(events_ExT: np.ndarray, sample_rate: int) -> np.ndarra
     return np.where(total > 0, (mag * freqs).sum(-1) / total, np.nan)
 
 
+def energy_durations_s(events_ExT: np.ndarray, sample_rate: int) -> np.ndarray:
+  """Seconds from 10% to 90% of each event's running energy (NaN for a silent event)."""
+  energy = np.cumsum(np.asarray(events_ExT, np.float64) ** 2, axis=-1)
+  total = energy[:, -1:]
+  with np.errstate(invalid="ignore", divide="ignore"):
+    share = energy / total
+  t10 = np.argmax(share >= 0.1, axis=-1)
+  t90 = np.argmax(share >= 0.9, axis=-1)
+  return np.where(total[:, 0] > 0, (t90 - t10) / sample_rate, np.nan)
+
+
 def table_usage(head_outputs: dict) -> dict:
   """Rows used and dominant rows of each decoder table, from the heads' raw outputs.
 
@@ -135,6 +148,9 @@ def summarize(vectors_ExD, frames_in_window_E, gains_E, events_ExT=None, sample_
     centroids = spectral_centroids_hz(np.asarray(events_ExT)[sounding], sample_rate)
     centroids = centroids[np.isfinite(centroids) & (centroids > 0)]
     out["centroid_spread_octaves"] = float(np.std(np.log2(centroids))) if len(centroids) else 0.0
+    durations = energy_durations_s(np.asarray(events_ExT)[sounding], sample_rate)
+    durations = durations[np.isfinite(durations)]
+    out["duration_ms"] = 1000 * float(np.median(durations)) if len(durations) else 0.0
   if head_outputs is not None:
     out["tables"] = table_usage({k: np.asarray(v)[sounding] for k, v in head_outputs.items()})
   return out

@@ -108,3 +108,17 @@ def test_mean_squared_cosine_is_one_for_a_line_and_one_over_d_for_an_even_spread
   x = rng.standard_normal((30, 5))
   u = x / np.linalg.norm(x, axis=1, keepdims=True)
   assert float(rep.mean_squared_cosine(x)) == pytest.approx(np.mean((u @ u.T) ** 2), rel=1e-5)
+
+
+def test_energy_durations_of_known_envelopes():
+  # A constant tone over 1000 samples: 10% to 90% of its energy is 800 samples.  An exponential
+  # decay exp(-t / tau) in power: the running energy is 1 - exp(-t / tau), so tau * ln(9).
+  sr, t = 1000, np.arange(4000)
+  flat = np.where((t >= 500) & (t < 1500), 1.0, 0.0)
+  tau = 100.0
+  decay = np.exp(-t / (2 * tau))  # amplitude, so the power decays with tau
+  got = rep.energy_durations_s(np.stack([flat, decay, np.zeros(4000)]), sr)
+  assert got[0] == pytest.approx(0.8, abs=2e-3)
+  assert got[1] == pytest.approx(tau * np.log(9) / sr, abs=2e-3)
+  assert np.isnan(got[2])
+
