@@ -61,9 +61,10 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
   n_events = n_events or cfg.n_events
   half = Geometry.of(cfg).half
   # Frames near an earlier event's are closed to later events of the window (config
-  # `model.exclusion_frames`; 0, the paper: any frame any number of times).  Why: the greedy loop
-  # otherwise stacks up to a dozen events on one loud frame, each removing a sliver of it (README,
-  # representation health: "stacked events").
+  # `model.exclusion_frames`; 0, the paper: any frame any number of times).  Why an option: the
+  # greedy loop stacks many events on one loud frame, each removing a sliver of it; closing the
+  # frame ends that, but at quickstart size it also cost removal (README, representation health:
+  # "closing taken frames"), so no config turns it on.
   exclusion = int(cfg.get("exclusion_frames", 0))
   per_step = target_spec_BxFxN is not None
   if overshoot_weight == 1.0:

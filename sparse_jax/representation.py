@@ -12,7 +12,7 @@ a collapsed one (N events of D dimensions):
   pile up at window starts are placed by the window, not by the music).
 * `stacked_share` (given each event's window): the share of events on a frame that an earlier
   event of their window already took: the greedy loop's way of removing one loud onset in
-  slivers, a dozen events deep (README, representation health).
+  slivers, several events deep (README, representation health: "stacked events").
 * `centroid_spread_octaves`: the standard deviation of log2 of the events' spectral centroids
   (power spectrum).
 * `duration_ms`: the median over events of the time in which an event emits the middle 80% of
