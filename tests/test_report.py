@@ -231,3 +231,18 @@ def test_report_summary_has_the_representation_health_figures(built):
   assert cosine and 0.0 <= float(cosine.group(1)) <= 1.0
   assert re.search(r"first 4 frames</td><td>[0-9.]+%", page)
   assert re.search(r"spectral centroids</td><td>[0-9.]+ octaves", page)
+
+
+def test_written_shares_follow_the_kept_events_at_their_gains():
+  # A window of input 4 everywhere; step 0 keeps an event of 1, step 1 none (dropped by the
+  # refit), step 2 one of 5 (an overshoot): residual L1 shares 1, 3/4, 3/4, |4 - 6| / 4 = 1/2.
+  from sparse_jax.codec import report, stream
+  spec = np.full((3, 8), 4.0)
+  events = np.stack([np.full((3, 8), 1.0), np.full((3, 8), 5.0)])
+  trace = stream.WindowTrace(w=0, start=0, spec_in_FxN=spec, residual_FxN=spec - events.sum(0),
+                             event_specs_KxFxN=events, steps_K=np.array([0, 2]))
+  np.testing.assert_allclose(report._written_shares(trace, half=4), [1, 0.75, 0.75, 0.5])
+  silent = stream.WindowTrace(w=1, start=0, spec_in_FxN=np.zeros((3, 8)),
+                              residual_FxN=np.zeros((3, 8)), event_specs_KxFxN=np.zeros((0, 3, 8)),
+                              steps_K=np.zeros(0, np.int64))
+  np.testing.assert_array_equal(report._written_shares(silent, half=4), [0.0])

@@ -16,7 +16,7 @@ JS).  Open index.html in a browser; copy the whole folder to share it.
 - for the window with the most energy: the |residual| spectrogram at a few removal steps (shared
   dB scale, one colour bar), and its event vectors as an image;
 - the energy removed after each removal step, for every window (share of the window's first-half
-  spectral L1).
+  spectral L1), by the events the file holds at their final gains.
 
 The whole input is covered by default; `max_samples` cuts it.  This module encodes, writes the
 audio and assembles the folder; the timeline is `timeline.py`, the figures `figures.py` and the
@@ -93,6 +93,26 @@ def _replace_dir(tmp_dir, out_dir):
   os.replace(tmp_dir, out_dir)
   if old:
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _residuals_after_steps(trace, n_steps: int, half: int):
+  """A window's first-half residual |STFT| (F, H) before step 1 and after each of `n_steps`
+  steps, less the spectra of the events the file keeps from those steps, at their final gains."""
+  residual_FxH = trace.spec_in_FxN[:, :half].astype(np.float64)
+  yield residual_FxH.copy()
+  for step in range(n_steps):
+    residual_FxH = residual_FxH - trace.event_specs_KxFxN[trace.steps_K == step][:, :, :half].sum(0)
+    yield residual_FxH.copy()
+
+
+def _written_shares(trace, half: int) -> np.ndarray:
+  """The window's first-half residual L1 as a share of its input's, before step 1 and after each
+  step up to its last kept event (all 0 for a silent window, as `EncodeInfo.shares_WxS1`)."""
+  l1 = float(np.abs(trace.spec_in_FxN[:, :half]).sum())
+  if l1 == 0:
+    return np.zeros(1)
+  n_steps = int(trace.steps_K.max()) + 1 if len(trace.steps_K) else 0
+  return np.array([np.abs(r).sum() / l1 for r in _residuals_after_steps(trace, n_steps, half)])
 
 
 def _residual_steps(kept):
@@ -180,11 +200,15 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
 
   # The encode, keeping the trace of the window with the most energy (its input's first-half
   # L1) for the per-step figures: one window in memory, whatever the file's length.
+  # Every window's removal curve is taken from its trace too: what the file holds (the kept
+  # events at their refit gains), not the model's loop before the refit, which can end below 0.
   half = codec.half
   best = {"l1": -1.0}
+  written_curves = {}
 
   def hook(trace):
     l1 = float(np.abs(trace.spec_in_FxN[:, :half]).sum())
+    written_curves[trace.w] = _written_shares(trace, half)
     if l1 > best["l1"]:
       best.update(l1=l1, trace=trace)
 
@@ -258,19 +282,20 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
     t1 = t0 + codec.n_samples / sr / 2
     window_label = f"window {w + 1} of {len(info.kept_W)}, {t0:.2f}-{t1:.2f} s"
     kept = int(info.kept_W[w])
-    residual_FxN = trace.spec_in_FxN.astype(np.float64)
     residuals_SxFxH, labels, shown = [], [], _residual_steps(kept)
-    for step in range(kept + 1):
-      if step > 0:
-        residual_FxN = residual_FxN - trace.event_specs_KxFxN[trace.steps_K == step - 1].sum(0)
+    for step, residual_FxH in enumerate(_residuals_after_steps(trace, kept, half)):
       if step in shown:
-        residuals_SxFxH.append(residual_FxN[:, :half].copy())
+        residuals_SxFxH.append(residual_FxH)
         labels.append("input" if step == 0 else f"after step {step}")
     plain = " (the plain encode, before refinement)" if info.refine is not None else ""
     figures.residual_png(os.path.join(tmp_dir, "residual_steps.png"), residuals_SxFxH, labels, sr,
                          codec.hop, f"|residual| of the first half of {window_label} (the window "
                          f"with the most energy){plain}")
-    figures.energy_png(os.path.join(tmp_dir, "energy_removed.png"), info.shares_WxS1, info.kept_W,
+    n_points = info.shares_WxS1.shape[1]
+    written_WxS1 = np.stack([
+        np.pad(c, (0, n_points - len(c)), mode="edge") for c in
+        (written_curves.get(i, info.shares_WxS1[i]) for i in range(len(info.kept_W)))])
+    figures.energy_png(os.path.join(tmp_dir, "energy_removed.png"), written_WxS1, info.kept_W,
                        w, window_label)
     sel = np.flatnonzero(info.event_window_E == w)
     figures.vectors_png(os.path.join(tmp_dir, "event_vectors.png"), events.vectors[sel],
@@ -279,7 +304,7 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
 
     mrstft = (metrics.multi_resolution_stft_distance(audio_T, recon)
               if np.any(audio_T) and np.any(recon) else float("nan"))
-    removed = 1 - info.shares_WxS1[w, kept]
+    removed = 1 - written_WxS1[w, kept]
     summary = [
         ("input", source_name),
         ("duration", f"{duration:.2f} s of {total / sr:.2f} s (--max-seconds)"
