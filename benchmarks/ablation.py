@@ -14,7 +14,8 @@ command that trains it), the steps, the training minutes (from the workdir's con
 when training starts, to its last checkpoint, so compile time included), and the held-out figures
 of `eval.py`: effective rank, mean |cos|, share of events in a window's first 4 frames, spectral
 centroid spread, the share of events stacked on an earlier event's frame, the events' median
-duration (10% to 90% of their energy), energy removed (sum of event spectrograms and mixed audio), MR-STFT and log-mel.
+duration (10% to 90% of their energy), energy removed (sum of event spectrograms and mixed
+audio), the over-subtracted share, MR-STFT and log-mel.
 Writes OUT.md and OUT.json.
 """
 import argparse
@@ -23,6 +24,7 @@ import os
 import sys
 
 from configs import musicnet, quickstart
+from sparse_jax.errors import UserError
 
 
 def _flatten(tree, prefix=""):
@@ -117,7 +119,7 @@ def main(argv=None):
   for wd in args.workdirs:
     try:
       rows.append(row(wd))
-    except (OSError, KeyError, ValueError, StopIteration) as e:
+    except (OSError, KeyError, ValueError, StopIteration, UserError) as e:
       print(f"skipping {wd}: not trained and evaluated ({type(e).__name__}: {e})",
             file=sys.stderr)
   table = markdown(rows)

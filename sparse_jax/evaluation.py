@@ -8,8 +8,8 @@ k = 1..E events, measured two ways:
     gets when the events are mixed (phases interfere);
 and `over_subtracted`: ||max(sum_{j<=k} |STFT(e_j)| - S, 0)||_1 / ||S||_1, the part of the first
 curve's residual that the events took beyond S (events only add magnitude, so no later event can
-fill it).  S is the magnitude spectrogram of the clip, restricted to the first half of the frames (the part
-the encoder may place events in).  Reconstruction metrics compare the first half of the clip with
+fill it).  S is the magnitude spectrogram of the clip, restricted to the first half of the frames
+(the part the encoder may place events in).  Reconstruction metrics compare the first half of the clip with
 the first half of the summed events.
 """
 import json
@@ -167,11 +167,12 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
   if tb_dir:  # an exported generator has no training run to add figures to
     write_tensorboard(tb_dir, step, next(iter(results.values())), examples, cfg.model.sample_rate)
   for label, res in results.items():
-    curve = res["sum_of_event_spectrograms"]
+    curve, over = res["sum_of_event_spectrograms"], res["over_subtracted"]
+    eighth = min(7, len(curve) - 1)
     log(f"{label}: removed after 1/8/{len(curve)} events: "
-        f"{curve[0]:.3f} / {curve[min(7, len(curve) - 1)]:.3f} / {curve[-1]:.3f} "
+        f"{curve[0]:.3f} / {curve[eighth]:.3f} / {curve[-1]:.3f} "
         f"(mixed audio: {res['spectrogram_of_summed_audio'][-1]:.3f}; over-subtracted "
-        f"{res['over_subtracted'][min(7, len(curve) - 1)]:.3f} / {res['over_subtracted'][-1]:.3f}); "
+        f"{over[eighth]:.3f} / {over[-1]:.3f}); "
         f"MR-STFT {res['mr_stft']:.3f}, log-mel {res['log_mel']:.3f}, SI-SDR {res['si_sdr']:.2f} dB")
     rep = res["representation"]
     if "effective_rank" in rep:

@@ -339,3 +339,12 @@ def test_ablation_rows_of_a_workdir_and_of_a_screened_generator(tiny_workdir, tm
   assert 0.0 <= screened["stacked_share"] < 1.0
   table = ablation.markdown([run, screened])
   assert "| n/a |" in table.splitlines()[-1]  # the screened row's minutes
+  # A screen's folder whose model file is gone: that row is skipped with one line, no traceback.
+  gone = tmp_path / "eval" / "gone"
+  gone.mkdir()
+  (gone / "metrics.json").write_text(json.dumps({"workdir": str(tmp_path / "missing.npz")}))
+  proc = _run(["-m", "benchmarks.ablation", str(gone)])
+  assert proc.returncode == 0 and "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1] == (f"skipping {gone}: not trained and evaluated (UserError: "
+                                 f"{tmp_path / 'missing.npz'}: no such model file; pass an "
+                                 "exported generator (.npz) or a training --workdir)")

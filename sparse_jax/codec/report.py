@@ -291,10 +291,10 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
     figures.residual_png(os.path.join(tmp_dir, "residual_steps.png"), residuals_SxFxH, labels, sr,
                          codec.hop, f"|residual| of the first half of {window_label} (the window "
                          f"with the most energy){plain}")
+    # Each curve stops at its last kept event: held flat to the loop's step count.
     n_points = info.shares_WxS1.shape[1]
-    written_WxS1 = np.stack([
-        np.pad(c, (0, n_points - len(c)), mode="edge") for c in
-        (written_curves.get(i, info.shares_WxS1[i]) for i in range(len(info.kept_W)))])
+    written_WxS1 = np.stack([np.pad(written_curves[i], (0, n_points - len(written_curves[i])),
+                                    mode="edge") for i in range(len(info.kept_W))])
     figures.energy_png(os.path.join(tmp_dir, "energy_removed.png"), written_WxS1, info.kept_W,
                        w, window_label)
     sel = np.flatnonzero(info.event_window_E == w)
