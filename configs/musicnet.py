@@ -73,6 +73,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict()
   c.loss.ramp_exponent = 8.0       # target weight on the second half: linspace(1, 0) ** this
   c.loss.start_ramp_frames = 0     # target weight rising linearly over the first frames (losses.py)
+  # Steps of the removal loop that training runs and scores (0: all model.n_events).  Encoding
+  # always runs model.n_events: the steps share one encoder and decoder, so fewer trained steps
+  # train the same networks in proportionally less time per step.
+  c.loss.trained_events = 0
   # 'sum': the paper's ||T_w - sum_j C_j||_1 - ||T_w||_1, every event's gradient sees the final
   # residual.  'per_step': the same value, each event scored against the residual it was chosen
   # from (matching pursuit's criterion; see model.decompose).

@@ -120,7 +120,8 @@ def generator_forward(graphs: Graphs, g_params, d_params, batch_BxT, rng, cfg):
       cfg.model.hop * cfg.loss.get("start_ramp_frames", 0))
   per_step = cfg.loss.get("energy_objective", "sum") == "per_step"  # older runs: "sum"
   dec = encode_audio(model, batch_BxT, cfg.model, target_spec_BxFxN=target if per_step else None,
-                     overshoot_weight=cfg.loss.get("overshoot_weight", 1.0))
+                     overshoot_weight=cfg.loss.get("overshoot_weight", 1.0),
+                     n_events=cfg.loss.get("trained_events", 0) or None)
   # Both objectives have the same value; they differ in what each event's gradient sees.
   energy = (dec.step_removal_BxE.sum() if per_step
             else losses.energy_removal_loss(target, dec.spec_sum_BxFxN))

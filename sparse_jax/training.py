@@ -59,6 +59,9 @@ def validate_config(cfg) -> None:
       (0 <= exclusion and (2 * exclusion - 1) * (m.n_events - 1) < half,
        f"model.exclusion_frames={exclusion} must be >= 0 and leave the last of {m.n_events} "
        f"events a frame of the {half} (each closes up to 2 * exclusion_frames - 1)"),
+      (0 <= cfg.loss.get("trained_events", 0) <= m.n_events,
+       f"loss.trained_events={cfg.loss.get('trained_events')} must be in [0, model.n_events="
+       f"{m.n_events}] (0: all of them)"),
       (cfg.loss.get("diversity_weight", 0.0) >= 0.0,
        f"loss.diversity_weight={cfg.loss.get('diversity_weight')} must be >= 0"),
       (0.0 <= cfg.loss.event_drop_prob < 1.0,

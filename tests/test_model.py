@@ -127,6 +127,26 @@ def test_per_step_objective_scores_each_event_on_its_own_residual(tiny, batch):
   assert diff > 1e-3 * optax_norm(g_sum)
 
 
+def test_trained_events_scores_the_first_steps_of_the_full_loop(tiny, batch):
+  # loss.trained_events = K runs K steps of the loop in training: its energy loss is the sum of
+  # the full loop's first K step removals (each step sees only earlier events), not all of them.
+  cfg, graphs, state = tiny
+  k = 3
+  loss_of = lambda c: float(train_step.generator_forward(
+      graphs, state.g_params, state.d_params, batch[:2], jax.random.key(0), c)[1][0]["energy_loss"])
+  full = _with_objective(cfg, "per_step")
+  short = _with_objective(cfg, "per_step")
+  short.loss.trained_events = k
+  m = cfg.model
+  target = losses.weighted_target_spec(batch[:2], m, cfg.loss.ramp_exponent)
+  d = encode_audio(train_step.merge_generator(graphs, state.g_params), batch[:2], m,
+                   target_spec_BxFxN=target)
+  first_k = float(d.step_removal_BxE[:, :k].sum())
+  assert loss_of(short) == pytest.approx(first_k, rel=1e-4, abs=1e-3)
+  assert loss_of(full) == pytest.approx(float(d.step_removal_BxE.sum()), rel=1e-4, abs=1e-3)
+  assert abs(loss_of(full) - first_k) > 1e-2 * abs(first_k)  # the later steps do count
+
+
 def test_overshoot_weight_prices_over_subtracted_bins(tiny, batch):
   # The per-step cost with overshoot weight w: shortfalls (residual left) at 1, overshoots (the
   # event took more than was left) at w.  Checked against numpy on the same events; w = 1 is L1.

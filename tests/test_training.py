@@ -95,6 +95,10 @@ def test_bad_config_values_give_one_line_errors(tiny_config, tmp_path):
   with pytest.raises(UserError, match=r"model.exclusion_frames=10 must be >= 0 and leave"):
     training.train_and_evaluate(cfg, str(tmp_path / "w"))
   cfg.model.exclusion_frames = 0
+  cfg.loss.trained_events = 9
+  with pytest.raises(UserError, match=r"loss.trained_events=9 must be in \[0, model.n_events=8\]"):
+    training.train_and_evaluate(cfg, str(tmp_path / "w"))
+  cfg.loss.trained_events = 0
   cfg.model.hop = 100
   with pytest.raises(UserError, match="model.window=256 must be a multiple of model.hop=100"):
     training.train_and_evaluate(cfg, str(tmp_path / "w"))
