@@ -3,6 +3,8 @@ r"""The collapse ablation table: one row per trained and evaluated workdir.
   python train.py --config configs/quickstart.py --workdir runs/abl_NAME [--config.X=Y ...]
   python eval.py --workdir runs/abl_NAME --nocompare_untrained
   python -m benchmarks.ablation runs/abl_* --out benchmarks/results/ablation
+  python eval.py --workdir runs/abl_NAME --nocompare_untrained --clips 128 --out runs/abl_NAME/eval128
+  python -m benchmarks.ablation runs/abl_NAME ... --eval_dir eval128   # the same on 128 clips
 
 A GPU screen's models (scripts/sweep_in_lease.sh: exported generators, trained on the device) are
 rows too: evaluate each here with `python eval.py --workdir out/models/NAME.npz
@@ -51,10 +53,11 @@ def overrides(run_config: dict) -> list[str]:
   return [f"--config.{k}={run[k]}" for k in sorted(run) if k not in base or run[k] != base[k]]
 
 
-def row(workdir: str) -> dict:
-  """A training workdir, evaluated; or the eval folder of an exported generator (a screen's)."""
+def row(workdir: str, eval_dir: str = "eval") -> dict:
+  """A training workdir, evaluated into its `eval_dir`; or the eval folder of an exported
+  generator (a screen's)."""
   screened = not os.path.exists(os.path.join(workdir, "config.json"))
-  metrics = os.path.join(workdir, "metrics.json" if screened else "eval/metrics.json")
+  metrics = os.path.join(workdir, "metrics.json" if screened else f"{eval_dir}/metrics.json")
   with open(metrics) as f:
     report = json.load(f)
   if screened:
@@ -114,11 +117,14 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("workdirs", nargs="+")
   parser.add_argument("--out", default=None, help="write OUT.md and OUT.json")
+  parser.add_argument("--eval_dir", default="eval",
+                      help="each workdir's evaluation folder (e.g. one written by `eval.py "
+                           "--clips 128 --out WORKDIR/eval128`)")
   args = parser.parse_args(argv)
   rows = []
   for wd in args.workdirs:
     try:
-      rows.append(row(wd))
+      rows.append(row(wd, args.eval_dir))
     except (OSError, KeyError, ValueError, StopIteration, UserError) as e:
       print(f"skipping {wd}: not trained and evaluated ({type(e).__name__}: {e})",
             file=sys.stderr)

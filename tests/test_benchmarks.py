@@ -330,6 +330,11 @@ def test_ablation_rows_of_a_workdir_and_of_a_screened_generator(tiny_workdir, tm
   evaluation.evaluate(npz, n_clips=2, compare_untrained=False, log=quiet,
                       out_dir=str(tmp_path / "eval" / "screened"))
   run, screened = ablation.row(tiny_workdir), ablation.row(str(tmp_path / "eval" / "screened"))
+  # The same workdir evaluated on other clips into another folder: its own figures.
+  evaluation.evaluate(tiny_workdir, n_clips=3, compare_untrained=False, log=quiet,
+                      out_dir=os.path.join(tiny_workdir, "eval3"))
+  three = ablation.row(tiny_workdir, "eval3")
+  assert three["clips"] == 3 and run["clips"] == 2 and three["removed_sum"] != run["removed_sum"]
   assert run["minutes"] is not None and screened["minutes"] is None
   assert screened["variant"] == "screened" and screened["steps"] == run["steps"] == 0
   assert "--config.model.n_events=8" in screened["overrides"]  # tiny against the quickstart
