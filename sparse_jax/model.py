@@ -61,10 +61,11 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
   n_events = n_events or cfg.n_events
   half = Geometry.of(cfg).half
   # Frames near an earlier event's are closed to later events of the window (config
-  # `model.exclusion_frames`; 0, the paper: any frame any number of times).  Why an option: the
-  # greedy loop stacks many events on one loud frame, each removing a sliver of it; closing the
-  # frame ends that, but at quickstart size it also cost removal (README, representation health:
-  # "closing taken frames"), so no config turns it on.
+  # `model.exclusion_frames`; 0, the paper: any frame any number of times).  Why: the greedy loop
+  # stacks many events on one loud frame, each removing a sliver of it, and where a window starts
+  # inside a loud chord the stack sits at frame 0.  The quickstart closes taken frames (r = 1); the
+  # paper-size configs keep 0, untested there (README, representation health: "closing taken
+  # frames").
   exclusion = int(cfg.get("exclusion_frames", 0))
   per_step = target_spec_BxFxN is not None
   if overshoot_weight == 1.0:
