@@ -16,8 +16,8 @@ Where, how long, what it reached: the development machine's 2-core CPU (AMD EPYC
 sharing the start).  On the 16 held-out clips of the embedded test split, seed 0 (this config,
 run `abl_q_te16_excl1`): effective rank 14.9 of 16, mean |cos| 0.26, 6.7% of events in a
 window's first 4 frames, energy removed 0.505 (sum of event spectrograms) and 0.485 (mixed
-audio), MR-STFT 1.99, log-mel 0.34.  Over seeds 0, 1, 2 (`--config.seed`): removed 0.477-0.505
-summed (mean 0.488), 0.449-0.485 mixed, 6.7-6.9% in the first 4 frames, |cos| 0.26-0.28 (README,
+audio), MR-STFT 1.99, log-mel 0.34.  Over seeds 0-3 (`--config.seed`): removed 0.461-0.505
+summed (mean 0.481), 0.438-0.485 mixed, 6.7-7.5% in the first 4 frames, |cos| 0.26-0.28 (README,
 "Representation health", "Train on the first 16 steps"; the previous quickstart, all 32 steps
 for 600 steps: 0.406-0.464 summed, mean 0.438).
 """
