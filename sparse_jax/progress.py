@@ -12,6 +12,7 @@ unit, so rates and the ETA count only the units after it.
 import sys
 
 from tqdm import tqdm
+from tqdm.std import EMA
 
 # Seconds between redraws into a file that is not a terminal (a log).
 LOG_INTERVAL_S = 20.0
@@ -23,12 +24,16 @@ def _is_tty(stream) -> bool:
 
 def bar(total, desc: str, *, enabled: bool = True, unit: str = "it", initial: int = 0,
         unit_scale: bool = False, bar_format: str | None = None) -> tqdm:
-  """A tqdm bar on stderr (disabled when `enabled` is false: every method becomes a no-op)."""
+  """A tqdm bar on stderr (disabled when `enabled` is false: every method becomes a no-op).
+
+  A bar opened while another is open (a file's windows under a folder's files) sits below it and
+  is erased when it closes; a top-level bar stays (tqdm's leave=None).
+  """
   stream = sys.stderr
   tty = _is_tty(stream)
   return tqdm(total=total, desc=desc, unit=unit, initial=initial, unit_scale=unit_scale,
               disable=not enabled, file=stream, dynamic_ncols=tty, bar_format=bar_format,
-              mininterval=0.1 if tty else LOG_INTERVAL_S, leave=True)
+              mininterval=0.1 if tty else LOG_INTERVAL_S, leave=None)
 
 
 def restart_clock(progress: tqdm) -> None:
@@ -38,7 +43,10 @@ def restart_clock(progress: tqdm) -> None:
   """
   if progress.disable:
     return
-  done = progress.n
-  progress.reset()  # new start time, fresh rate averages, count 0 ...
-  progress.n = progress.last_print_n = progress.initial = done  # ... then the count back
-  progress.refresh()
+  # What tqdm's reset() does, without its count of 0 and its redraw: the bar must never show a
+  # count going back (it read "1/35" then "0/35").  `initial` = the count now, so the mean rate
+  # is over the units after it.
+  progress.last_print_t = progress.start_t = progress._time()  # pylint: disable=protected-access
+  progress.initial = progress.last_print_n = progress.n
+  for name in ("_ema_dn", "_ema_dt", "_ema_miniters"):
+    setattr(progress, name, EMA(progress.smoothing))

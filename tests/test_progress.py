@@ -31,3 +31,33 @@ def test_disabled_bar_is_silent(monkeypatch):
   progress.restart_clock(bar)
   bar.close()
   assert sys.stderr.getvalue() == ""
+
+
+def test_the_count_never_goes_back_after_the_first_unit(monkeypatch):
+  """One bar, one count: restarting the clock after the compiling first window must not redraw
+  the bar at 0 (an encode showed `1/375` and then `0/375`)."""
+  import re  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sys, "stderr", io.StringIO())
+  bar = progress.bar(5, "encoding", unit="window")
+  bar.update(1)
+  bar.refresh()
+  progress.restart_clock(bar)
+  bar.refresh()
+  bar.update(1)
+  bar.close()
+  counts = [int(c) for c in re.findall(r"(\d+)/5", sys.stderr.getvalue())]
+  assert counts[-1] == 2 and 1 in counts, counts
+  assert counts == sorted(counts), counts
+
+
+def test_a_bar_inside_another_is_erased_when_it_closes(monkeypatch):
+  """Folder mode: a file's window bar sits under the files' bar and does not stay behind."""
+  monkeypatch.setattr(sys, "stderr", io.StringIO())
+  outer = progress.bar(2, "files")
+  inner = progress.bar(3, "windows")
+  assert inner.pos != outer.pos and not inner.leave or inner.leave is None
+  inner.update(3)
+  inner.close()
+  outer.update(2)
+  outer.close()
+  assert "files" in sys.stderr.getvalue()
