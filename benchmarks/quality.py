@@ -28,7 +28,7 @@ decode the whole clip:
         events), coded as quantised atoms (about 26 bits each, so far fewer bits than ours);
   mp_rate  the same with as many atoms as fit in our measured bitrate on that clip.
 Columns (means over the clips):
-  kbit/s        the coded stream: bytes without one-off file headers (our 53-byte `.sjx` header
+  kbit/s        the coded stream: bytes without one-off file headers (our 55-byte `.sjx` header
                 and CRC; Ogg's header pages; ID3 tags; MP's 118-bit header) * 8 / duration;
   file kbit/s   the whole file or byte string (for ours: len(sjx bytes) * 8 / duration);
   MR-STFT, log-mel, SI-SDR   `sparse_jax.metrics` on the whole clip;

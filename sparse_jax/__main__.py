@@ -20,14 +20,22 @@ Without --workdir the shipped model (sparse_jax/pretrained/model.npz) is used.
 `-` is standard input or output where the format allows it (audio in, .sjx in and out, WAV out).
 """
 import argparse
+import math
 import os
 import sys
 
 import sparse_jax
 from sparse_jax.codec import cli
+from sparse_jax.errors import UserError
 
 
 def cmd_build_data(args):
+  if args.workers < 0:
+    raise UserError(f"--workers {args.workers}: must be 0 (render in this process) or more; pass "
+                    "e.g. --workers 2")
+  if not (math.isfinite(args.timeout) and args.timeout > 0):
+    raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds per "
+                    "movement; pass e.g. --timeout 120")
   from sparse_jax.data import classical
   style = classical.style_of(args.instruments, args.percussion, args.soundfont)
   root = classical.build(args.root, preset=args.preset, workers=args.workers,

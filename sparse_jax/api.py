@@ -4,7 +4,8 @@
   codec = api.load_codec()                           # the shipped model (or a workdir, a .npz)
   events = api.encode(codec, audio, 44100)           # (T,) or (T, C) samples at any rate
   events = api.edit.drop(events, time_range=(1, 2))  # edits: pure EventSet -> EventSet functions
-  audio, rate = api.decode(codec, events, original_format=True)   # 44100 Hz, C channels
+  audio, rate = api.decode(codec, events)            # 44100 Hz, C channels, the input's level
+  audio, rate = api.decode(codec, events, model_format=True)   # the model's rate, mono, as rendered
   api.write("song.sjx", events); events = api.read("song.sjx")
 
 The command line (`sparse_jax/codec/cli.py`) calls these same functions, so a script and the
@@ -15,10 +16,15 @@ import os
 import numpy as np
 
 from sparse_jax import audio_io
+from sparse_jax.diagnostics import quiet_xla
 from sparse_jax.codec import edit  # noqa: F401  (re-exported: api.edit.drop, api.edit.perturb, ...)
 from sparse_jax.codec import sjx
 from sparse_jax.codec.events import EventSet  # noqa: F401  (re-exported)
 from sparse_jax.errors import UserError
+
+# The largest level gain `encode` stores (+20 dB): beyond it the model explains too little of the
+# input for its loudness to be worth restoring.
+MAX_LEVEL_GAIN = 10.0
 
 # Codecs loaded in this process, keyed by the model's files: in-process callers (tests, a
 # notebook, a folder of files) running several commands on one model restore and compile once.
@@ -47,6 +53,7 @@ def _model_key(model):
   return tuple(parts)
 
 
+@quiet_xla
 def load_codec(model=None):
   """A model as a `stream.Codec`, cached while its files are unchanged.
 
@@ -85,16 +92,17 @@ def events_for_kbps(codec, n_audio_samples: int, kbps: float, bits: int = 8) -> 
                hop=codec.hop, window_samples=codec.n_samples, event_dim=codec.event_dim,
                bits=bits)
   if not (np.isfinite(kbps) and kbps > 0):
-    raise UserError(f"--kbps {kbps}: must be a positive bitrate in kbit/s; pass e.g. --kbps 3")
+    raise UserError(f"kbps {kbps}: must be a positive bitrate in kbit/s, e.g. 3")
   k = sjx.events_per_window_for_kbps(kbps, **shape)
   if k < 1:
     low = sjx.kbps_bound(1, **shape)
-    raise UserError(f"--kbps {kbps:g}: below this model's lowest rate for this input (one event "
-                    f"per window, up to {low:.2f} kbit/s at {bits} bits); pass --kbps "
+    raise UserError(f"kbps {kbps:g}: below this model's lowest rate for this input (one event "
+                    f"per window, up to {low:.2f} kbit/s at {bits} bits); ask for "
                     f"{np.ceil(low * 100) / 100:.2f} or more")
   return min(k, codec.default_events)
 
 
+@quiet_xla
 def encode(codec, audio, sample_rate: int | None = None, *, kbps: float | None = None,
            n_events: int | None = None, bits: int = 8, return_info: bool = False, **options):
   """Encodes a recording into events.
@@ -104,14 +112,17 @@ def encode(codec, audio, sample_rate: int | None = None, *, kbps: float | None =
     audio: (T,) mono or (T, C) samples, any float range (the model was trained on peak-normalised
       windows; the encoder normalises each window itself).
     sample_rate: the rate of `audio` in Hz (default: the model's).  The audio is downmixed to
-      mono and resampled to the model's rate; the rate and channel count are stored in the events
-      (`decode(..., original_format=True)` restores them).
+      mono and resampled to the model's rate; the rate and channel count (up to
+      `sjx.RESTORED_MAX_CHANNELS` channels at up to `sjx.RESTORED_MAX_RATE` Hz; beyond that they
+      are not stored) and the level that restores the input's RMS are stored in the events, and
+      `decode` restores all three.
     kbps: a bitrate target: the events per window are chosen so the `.sjx` file of `bits` bits is
       at most this many kbit/s (instead of `n_events`).
     n_events: events per window (default: the model's).
     bits: the `.sjx` vector width the events will be written at (8 or 16).
     return_info: also return the `stream.EncodeInfo`.
-    **options: passed to `stream.Codec.encode` (residual_threshold, progress, window_hook, ...).
+    **options: passed to `stream.Codec.encode` (residual_threshold, window_hook, refine, ...);
+      `progress=True` draws a progress bar on stderr (off by default in a library).
 
   Returns:
     The EventSet (and the EncodeInfo when asked).
@@ -133,39 +144,65 @@ def encode(codec, audio, sample_rate: int | None = None, *, kbps: float | None =
                     f"holds ({sjx.MAX_AUDIO_SAMPLES}); split the recording")
   if kbps is not None:
     if n_events is not None:
-      raise UserError("--kbps and --events both set the events per window; pass one of them")
+      raise UserError("kbps and n_events both set the events per window; pass one of them")
     n_events = events_for_kbps(codec, mono_T.size, kbps, bits)
   events, info = codec.encode(mono_T, n_events=n_events, bits=bits, return_info=True, **options)
-  events = events.replace(source_sample_rate=rate, source_channels=channels)
+  if not sjx.restorable(rate, channels):  # decode would not write it back: not stored
+    rate = channels = 0
+  events = events.replace(source_sample_rate=rate, source_channels=channels,
+                          level=level_gain(audio_io.rms(audio), info.decoded_rms))
   return (events, info) if return_info else events
 
 
-def decode(codec, events, *, original_format: bool = False, ignore_model_id: bool = False,
+def level_gain(input_rms: float, decoded_rms: float) -> float:
+  """The gain that brings decoded audio of `decoded_rms` to the input's RMS (0: none to store).
+
+  At most MAX_LEVEL_GAIN: a file the model barely explains must not be amplified into noise.
+  Rounded as the `.sjx` file stores it, so a round trip decodes exactly as the file does.
+  """
+  if not (decoded_rms > 0 and input_rms > 0):
+    return 0.0
+  return sjx.file_level(min(input_rms / decoded_rms, MAX_LEVEL_GAIN))
+
+
+@quiet_xla
+def decode(codec, events, *, model_format: bool = False, ignore_model_id: bool = False,
            progress: bool = False):
-  """Renders events to audio: (float32 samples, sample rate).
+  """Renders events to audio: (float32 samples, sample rate), by default in the input's format.
 
   Args:
     codec: the model that encoded the events.
     events: an EventSet.
-    original_format: resample to the encoded recording's rate and copy the (mono) result to its
-      channel count, as stored in the events; events without it (older files) stay as decoded.
+    model_format: the model's own output (its rate, mono, the level as rendered) instead of the
+      encoded recording's rate, channel count and RMS level.  Events that do not store the
+      recording's format (older files, or more than `sjx.RESTORED_MAX_CHANNELS` channels /
+      `sjx.RESTORED_MAX_RATE` Hz) come out at the model's rate, mono; without a stored level,
+      at the level as rendered.
     ignore_model_id: decode even if another checkpoint encoded the events.
     progress: a progress bar on stderr.
 
   Returns:
-    (audio, rate): audio is (T,) at the model's rate, or with `original_format` (T',) / (T', C)
-    at the recording's rate.  Values may exceed [-1, 1]; nothing is clipped here.
+    (audio, rate): audio is (T,) at the model's rate, or (T',) / (T', C) at the recording's rate.
+    Values may exceed [-1, 1]; nothing is clipped here.
   """
   audio_T = codec.decode(events, ignore_model_id=ignore_model_id, progress=progress)
-  if not (original_format and events.source_sample_rate):
+  if model_format:
+    return audio_T, codec.sample_rate
+  if events.level > 0:
+    audio_T = audio_T * np.float32(events.level)
+  if not sjx.restorable(events.source_sample_rate, events.source_channels):
     return audio_T, codec.sample_rate
   return (audio_io.to_format(audio_T, codec.sample_rate, events.source_sample_rate,
                              events.source_channels), events.source_sample_rate)
 
 
-def read(path) -> EventSet:
-  """The events of a `.sjx` file (UserError for anything but a valid file)."""
-  return sjx.read(path)
+def read(path, max_seconds: float | None = None) -> EventSet:
+  """The events of a `.sjx` file (UserError for anything but a valid file).
+
+  `max_seconds`: accept a declared length up to this even where the events span less (see
+  `sjx.decode_bytes`).
+  """
+  return sjx.read(path, max_seconds=max_seconds)
 
 
 def write(path, events, bits: int = 8) -> None:

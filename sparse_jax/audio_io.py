@@ -11,6 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from sparse_jax.errors import UserError
+from sparse_jax import files
 from sparse_jax.files import atomic_output
 
 # Extension -> (libsndfile container, default subtype).
@@ -107,10 +108,7 @@ def read_audio(path):
     name, source = '<stdin>', io.BytesIO(path.read())
   else:
     name = source = os.fspath(path)
-    if not os.path.exists(name):
-      raise UserError(f'{name}: no such audio file; check the path')
-    if os.path.isdir(name):
-      raise UserError(f'{name}: is a folder, not an audio file; pass a wav/flac/ogg/mp3 file')
+    files.check_input_file(name, 'an audio file (wav, flac, ogg, mp3)')
   try:
     audio_TxC, sr_in = sf.read(source, dtype='float32', always_2d=True)
   except (sf.SoundFileError, sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
@@ -121,6 +119,12 @@ def read_audio(path):
   if audio_TxC.shape[0] == 0 or audio_TxC.shape[1] == 0:
     raise UserError(f'{name}: the file holds no audio samples; pass a non-empty recording')
   return audio_TxC, int(sr_in)
+
+
+def rms(audio) -> float:
+  """The root mean square of every sample (all channels), in float64; 0 for no samples."""
+  audio = np.asarray(audio)
+  return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
 
 
 def write_audio(path, audio_T, sample_rate: int, subtype=None):

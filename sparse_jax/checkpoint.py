@@ -41,7 +41,7 @@ def save_config(workdir: str, cfg) -> None:
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.isfile(path):
-    raise UserError(f"no trained model in {workdir!r} ({CONFIG_FILE} missing): pass the --workdir "
+    raise UserError(f"no trained model in {workdir!r} ({CONFIG_FILE} missing): pass the workdir "
                     "of a training run (python train.py --config ... --workdir DIR)")
   try:
     with open(path) as f:
@@ -237,7 +237,7 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise UserError(f"no checkpoint in {self.directory}: train first, or pass the right "
-                      "--workdir")
+                      "workdir")
     try:
       return self._restore(step, abstract_tree, partial)
     except _Unrestorable as e:
@@ -327,7 +327,7 @@ def _read(workdir: str, tree, step: int | None, log, partial: bool):
       found = ckpt.restore_newest_good(tree, set_aside=False, partial=partial)
       if found is None:
         raise UserError(f"no checkpoint in {ckpt.directory}: train first, or pass the right "
-                        "--workdir")
+                        "workdir")
       step, restored, note = found
       if note:
         log(f"{note}; using step {step}, the newest that restores")

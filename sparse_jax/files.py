@@ -4,13 +4,17 @@
       ...
     files.write_text(path, text)              # or in one call
     files.write_bytes(path, data)             # fsynced, for the codec's event files
+    files.check_input_file(path, 'an audio file')   # before reading: exists, is a plain file
 
 A reader sees the old file or the complete new one, never a partial one, and an interrupted writer
 leaves nothing behind.
 """
 import contextlib
 import os
+import stat
 import uuid
+
+from sparse_jax.errors import UserError
 
 
 @contextlib.contextmanager
@@ -51,3 +55,28 @@ def write_bytes(path, data: bytes, fsync: bool = False) -> None:
       if fsync:
         f.flush()
         os.fsync(f.fileno())
+
+
+def check_input_file(path, what: str) -> None:
+  """UserError in one line unless `path` is an existing regular file (or a link to one).
+
+  A FIFO, a device or a socket would block `open()` or a decoder forever (or read without end),
+  so they are refused before anything opens them; standard input is `-`, never a path here.
+
+  Args:
+    path: the file a command is about to read.
+    what: what the file should be, for the message ('an audio file', 'an .sjx file').
+  """
+  path = os.fspath(path)
+  try:
+    mode = os.stat(path).st_mode
+  except FileNotFoundError:
+    raise UserError(f'{path}: no such file; check the path') from None
+  except OSError as e:
+    raise UserError(f'{path}: cannot read: {e.strerror or e}; check the path and permissions'
+                    ) from None
+  if stat.S_ISDIR(mode):
+    raise UserError(f'{path}: is a folder, not {what}; pass the file itself')
+  if not stat.S_ISREG(mode):
+    raise UserError(f'{path}: is not a regular file (a FIFO, device or socket); pass {what} on '
+                    'disk, or - to read standard input')

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sparse_jax import files
 from sparse_jax.errors import UserError
 
 FORMAT = 1
@@ -42,7 +43,6 @@ def derived_model_id(model_id: bytes, dtype) -> bytes:
 
 def save(path: str, cfg, g_params, model_id: bytes, step: int, dtype=np.float32) -> int:
   """Writes the generator to `path` (atomically).  Returns the file's size in bytes."""
-  from sparse_jax import files  # pylint: disable=g-import-not-at-top
   dtype = np.dtype(dtype)
   if dtype not in (np.float16, np.float32):
     raise UserError(f"parameters are stored as float16 or float32, not {dtype.name}")
@@ -71,6 +71,25 @@ def _fail(path, what):
                   "(python -m sparse_jax export) or pass another model")
 
 
+# The first bytes of files a model path is mistaken for, and what to call them.
+_SIGNATURES = ((b"SJX\x00", "an .sjx event file"), (b"RIFF", "a WAV/RIFF file"),
+               (b"OggS", "an Ogg audio file"), (b"fLaC", "a FLAC file"), (b"ID3", "an MP3 file"),
+               (b"\x93NUMPY", "a single .npy array"), (b"\x80", "a Python pickle"),
+               (b"{", "a JSON text"))
+
+
+def _what_file(path: str) -> str:
+  """What a file that is not a zip archive looks like, by its first bytes."""
+  with open(path, "rb") as f:
+    head = f.read(8)
+  if not head:
+    return "empty"
+  for magic, name in _SIGNATURES:
+    if head.startswith(magic):
+      return name
+  return "no archive (unknown content)"
+
+
 def load(path: str):
   """Reads a generator file.
 
@@ -82,7 +101,10 @@ def load(path: str):
   """
   if not os.path.isfile(path):
     raise UserError(f"{path}: no such model file; pass an exported generator (.npz) or a "
-                    "training --workdir")
+                    "training workdir")
+  files.check_input_file(path, "a model file")
+  if not zipfile.is_zipfile(path):
+    _fail(path, f"it is {_what_file(path)}, not an .npz archive")
   try:
     with np.load(path, allow_pickle=False) as z:
       names = set(z.files)

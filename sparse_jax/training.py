@@ -225,6 +225,9 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False,
                     f"multiple of the {n_dev} devices; set --config.train.batch_size="
                     f"{n_dev * max(1, cfg.train.batch_size // n_dev)}")
   source = data.make_source(cfg.data, sample_rate=cfg.model.sample_rate, split="train")
+  log(f"{source.description}: {len(source)} recording(s); decoding any not yet cached into "
+      f"{source.cache_dir}")
+  source.warm_cache(show_progress=progress and jax.process_index() == 0)
   sampler = data.SegmentSampler(source, cfg.model.n_samples, cfg.seed,
                                 augment=cfg.data.get("augment", False))
   mesh = make_mesh()

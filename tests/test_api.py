@@ -27,16 +27,26 @@ def test_load_encode_edit_decode_write_read(codec, tmp_path):
   assert events.n_audio_samples == int(np.ceil(audio.shape[0] * 22050 / 44100))
   # The command line's encoder is this one: the same events from the same samples.
   mono = audio_io.resample(audio.mean(1), 44100, codec.sample_rate)
-  assert codec.encode(mono).replace(source_sample_rate=44100, source_channels=2).same_as(events)
+  plain_events, info = codec.encode(mono, return_info=True)
+  assert plain_events.replace(source_sample_rate=44100, source_channels=2).same_as(
+      events.replace(level=0.0))
+  # The level brings the decoded audio to the input's RMS (over both channels).
+  rms_in = np.sqrt(np.mean(audio.astype(np.float64)**2))
+  assert info.decoded_rms == pytest.approx(np.sqrt(np.mean(codec.decode(plain_events)**2.0)),
+                                           rel=1e-5)
+  assert events.level == pytest.approx(rms_in / info.decoded_rms, rel=2**-11)
+  assert events.level == float(np.float16(events.level))  # what the file holds
 
   louder = api.edit.scale_gains(events, 2.0)
   fewer = api.edit.drop(louder, time_range=(0.0, 0.5))
   assert len(fewer) < len(louder) and np.all(fewer.times_seconds >= 0.5)
-  out, rate = api.decode(codec, fewer, original_format=True)
+  out, rate = api.decode(codec, fewer)
   assert rate == 44100 and out.shape == audio.shape
-  plain, rate = api.decode(codec, fewer)
+  plain, rate = api.decode(codec, fewer, model_format=True)
   assert rate == codec.sample_rate and plain.shape == (events.n_audio_samples,)
   np.testing.assert_allclose(plain, codec.decode(fewer))
+  np.testing.assert_allclose(out[:, 1], audio_io.to_format(plain * np.float32(events.level), 22050,
+                                                           44100, 1), rtol=1e-6, atol=1e-7)
 
   api.write(tmp_path / "f.sjx", fewer, bits=16)
   back = api.read(tmp_path / "f.sjx")

@@ -58,7 +58,7 @@ def test_flac_ogg_mp3_are_read(tmp_path):
 
 
 def test_bad_inputs_raise_user_error(tmp_path):
-  with pytest.raises(UserError, match='no such audio file'):
+  with pytest.raises(UserError, match='missing.wav: no such file'):
     audio_io.load_audio(tmp_path / 'missing.wav', 22050)
   with pytest.raises(UserError, match='folder'):
     audio_io.load_audio(tmp_path, 22050)

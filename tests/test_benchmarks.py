@@ -183,8 +183,8 @@ def test_quality_quick_writes_tables_curves_and_a_figure(tiny_workdir, tmp_path)
       assert key in r, (c, key)
     assert len(r["per_clip"]) == 2
   codecs = d["codecs"]
-  # Our file rate is the stream rate plus the 53-byte header and the 4-byte CRC.
-  extra_kbps = (53 + 4) * 8 / d["clip_seconds"] / 1000
+  # Our file rate is the stream rate plus the 55-byte header and the 4-byte CRC.
+  extra_kbps = (55 + 4) * 8 / d["clip_seconds"] / 1000
   assert codecs["ours"]["file_kbps"] - codecs["ours"]["kbps"] == pytest.approx(extra_kbps)
   assert 4.0 < codecs["opus"]["kbps"] < 10.0 and 7.0 < codecs["mp3"]["kbps"] < 10.0
   assert codecs["mp"]["events_per_second"] == pytest.approx(d["events_per_second"], rel=0.1)
@@ -352,4 +352,4 @@ def test_ablation_rows_of_a_workdir_and_of_a_screened_generator(tiny_workdir, tm
   assert proc.returncode == 0 and "Traceback" not in proc.stderr
   assert proc.stderr.strip().splitlines()[-1] == (f"skipping {gone}: not trained and evaluated (UserError: "
                                  f"{tmp_path / 'missing.npz'}: no such model file; pass an "
-                                 "exported generator (.npz) or a training --workdir)")
+                                 "exported generator (.npz) or a training workdir)")

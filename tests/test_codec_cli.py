@@ -70,11 +70,21 @@ def test_encode_prints_summary_and_decode_keeps_duration(capsys, workdir, codec,
   events = sjx.read(sjx_path, expected_model_id=codec.model_id)
   assert events.n_audio_samples == audio.size == 33075
   code, out, err = run(capsys, "decode", sjx_path, tmp_path / "out.wav", "--workdir", workdir,
-                       "--float")
+                       "--float", "--model-format")
   assert code == 0, err
   decoded, rate = sf.read(tmp_path / "out.wav", dtype="float32")
   assert rate == codec.sample_rate and decoded.shape == audio.shape
   np.testing.assert_allclose(decoded, codec.decode(events), rtol=1e-6, atol=1e-7)
+  # By default: the recording's rate and channels (44.1 kHz stereo), at its stored level.
+  code, out, err = run(capsys, "decode", sjx_path, tmp_path / "in_format.wav", "--workdir",
+                       workdir, "--float")
+  assert code == 0, err
+  decoded, rate = sf.read(tmp_path / "in_format.wav", dtype="float32", always_2d=True)
+  assert rate == 44100 and decoded.shape == sf.read(wav, always_2d=True)[0].shape
+  # (The untrained model removes nothing from clicks: no level is stored, none is applied.)
+  expected = audio_io.to_format(codec.decode(events) * np.float32(events.level or 1), 22050,
+                                44100, 2)
+  np.testing.assert_allclose(decoded, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_info_json_and_text(capsys, encoded):
@@ -436,7 +446,7 @@ def test_force_overwrites_real_outputs(capsys, workdir, encoded, tmp_path):
   assert out_sjx.read_bytes() == open(sjx_path, "rb").read()
   code, _, err = run(capsys, "decode", sjx_path, out_wav, "--workdir", workdir, "--quiet", "-f")
   assert code == 0, err
-  assert sf.info(str(out_wav)).frames == 33075
+  assert sf.info(str(out_wav)).frames == 66150  # the input's 1.5 s at 44.1 kHz
 
 
 # ------------------------------------------------------------------------------------------------
@@ -500,12 +510,12 @@ def test_kbps_chooses_the_events_per_window(capsys, workdir, codec, rich, tmp_pa
 
 def test_round_trip_writes_audio_and_no_sjx_unless_asked(capsys, workdir, codec, rich, tmp_path):
   code, out, err = run(capsys, "encode", rich, tmp_path / "rt.wav", "--workdir", workdir,
-                       "--quiet", "--float")
+                       "--quiet", "--float", "--model-format")
   assert code == 0, err
   assert sorted(os.listdir(tmp_path)) == ["rt.wav"]
   assert "kbit/s" in out and "decoded in" in out
   code, _, err = run(capsys, "encode", rich, tmp_path / "rt2.wav", "--workdir", workdir,
-                     "--quiet", "--float", "--sjx", tmp_path / "rt2.sjx")
+                     "--quiet", "--float", "--model-format", "--sjx", tmp_path / "rt2.sjx")
   assert code == 0, err
   decoded, rate = sf.read(tmp_path / "rt2.wav", dtype="float32")
   np.testing.assert_array_equal(decoded, sf.read(tmp_path / "rt.wav", dtype="float32")[0])
@@ -530,10 +540,15 @@ def test_original_format_restores_rate_and_channels(capsys, workdir, codec, rich
   decoded, rate = sf.read(tmp_path / "o.wav", dtype="float32", always_2d=True)
   assert rate == 44100 and decoded.shape == (sf.info(rich).frames, 2)
   np.testing.assert_array_equal(decoded[:, 0], decoded[:, 1])
-  code, _, err = run(capsys, "decode", src, tmp_path / "p.wav", "--workdir", workdir, "--float")
+  code, _, err = run(capsys, "decode", src, tmp_path / "p.wav", "--workdir", workdir, "--float",
+                     "--model-format")
   assert code == 0, err
   assert sf.info(str(tmp_path / "p.wav")).samplerate == 22050
   assert sf.info(str(tmp_path / "p.wav")).channels == 1
+  # Without options, the same as --original-format (kept for old scripts).
+  code, _, err = run(capsys, "decode", src, tmp_path / "d.wav", "--workdir", workdir, "--float")
+  assert code == 0, err
+  np.testing.assert_array_equal(sf.read(tmp_path / "d.wav")[0], sf.read(tmp_path / "o.wav")[0])
   # A file from before the format was stored (upper half of the length 0) decodes as it was.
   old = tmp_path / "old.sjx"
   sjx.write(old, events.replace(source_sample_rate=0, source_channels=0))
@@ -641,7 +656,7 @@ def test_folders_mirror_the_tree_and_skip_failing_files(capsys, workdir, codec, 
   code, stdout, err = run(capsys, "decode", out, dec, "--workdir", workdir, "--float")
   assert code == 1 and "decoded 2 of 3 files" in stdout and "bad.sjx: " in err
   assert sf.info(str(dec / "sub" / "deeper" / "c.wav")).frames == sf.info(
-      str(tree / "a.wav")).frames // 2
+      str(tree / "a.wav")).frames  # the recording's rate
   assert not (dec / "sub" / "bad.wav").exists()
   code, stdout, err = run(capsys, "decode", out, dec, "--workdir", workdir, "--quiet")
   assert code == 1 and "decoded 0 of 3" in stdout and err.count("already exists") == 2

@@ -58,6 +58,22 @@ def test_folder_source_reads_any_format_rate_and_channels(tmp_path):
   assert abs(audio.shape[0] - int(1.5 * SR)) <= 2  # resampled to 22050 Hz, mono
 
 
+def test_caching_a_folder_shows_files_and_minutes(tmp_path, capsys):
+  """Training on a new folder decodes every recording first (minutes for long ones): a bar says
+  how many files and how many minutes of audio are ready, instead of silence."""
+  _write_folder(str(tmp_path / "rec"), n_files=4, seconds=30)
+  source = folder.make_source(str(tmp_path / "rec"), sample_rate=SR, split="train",
+                              cache_dir=str(tmp_path / "cache"))
+  seconds = source.warm_cache(show_progress=True)
+  err = capsys.readouterr().err
+  assert seconds == pytest.approx(30 * len(source), abs=0.01)
+  assert "caching audio" in err and f"{len(source)}/{len(source)}" in err
+  assert f"{seconds / 60:.1f} min ready" in err
+  assert source.decode_count == len(source)
+  source.warm_cache()  # cached now: nothing decoded again, nothing drawn
+  assert source.decode_count == len(source) and capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda p: None, "no such folder"),
     (lambda p: os.makedirs(p), "holds 0 audio file"),
@@ -154,6 +170,10 @@ def test_training_on_a_folder_with_augmentation_resumes_exactly(tiny_config, tmp
   messages = []
   training.train_and_evaluate(cfg, stopped, log=messages.append, stop_after_s=0.0)
   assert any("stopped at step 1 of 3" in m for m in messages), messages
+  # Before the first step it said what it was doing with the folder (the files were cached by the
+  # first run: nothing to decode, but the line is there).
+  assert any("folder train split at" in m and "recording(s); decoding any not yet cached" in m
+             for m in messages), messages
   assert sorted(os.listdir(os.path.join(stopped, "checkpoints"))) == ["1"]
   training.train_and_evaluate(cfg, stopped, log=quiet)  # the same command goes on
   rows = {}

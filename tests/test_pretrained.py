@@ -51,18 +51,34 @@ def test_one_event_of_the_shipped_model_matches_its_golden_values(shipped):
   assert np.abs(audio[:10 * 256]).max() < 1e-6
 
 
-def test_encode_and_decode_need_no_workdir(tmp_path, capsys):
-  wav = str(tmp_path / "x.wav")
+def test_encode_and_decode_need_no_workdir_and_give_back_the_input_format(tmp_path, capsys):
+  """A 44.1 kHz stereo recording comes back 44.1 kHz stereo at its own level (RMS within 1 dB),
+  through the file and through the one-step round trip; --model-format keeps the raw output."""
   import soundfile as sf  # pylint: disable=g-import-not-at-top
-  sf.write(wav, synthetic.note_sequence(2 * 44100, 44100, seed=3), 44100)
-  sjx_path, out = str(tmp_path / "x.sjx"), str(tmp_path / "y.wav")
+  wav = str(tmp_path / "x.wav")
+  left = synthetic.note_sequence(2 * 44100, 44100, seed=3)
+  right = synthetic.note_sequence(2 * 44100, 44100, seed=4)
+  stereo = 0.7 * np.stack([left, right], axis=1) / np.abs(left).max()
+  sf.write(wav, stereo, 44100)
+  stereo = sf.read(wav)[0]  # as the 16-bit file holds it
+  sjx_path, out, raw = str(tmp_path / "x.sjx"), str(tmp_path / "y.wav"), str(tmp_path / "r.wav")
   assert cli.main(["encode", wav, sjx_path, "--quiet"]) == 0
   assert cli.main(["decode", sjx_path, out, "--quiet"]) == 0
-  decoded, rate = sf.read(out)
-  assert rate == 22050 and decoded.shape[0] == pytest.approx(2 * 22050, abs=1)
-  assert np.sqrt(np.mean(decoded**2)) > 1e-3  # it sounds
+  decoded, rate = sf.read(out, always_2d=True)
+  assert rate == 44100 and decoded.shape == stereo.shape
+  level_db = lambda x: 20 * np.log10(np.sqrt(np.mean(np.square(x))))
+  assert abs(level_db(decoded) - level_db(stereo)) < 1.0, (level_db(decoded), level_db(stereo))
+  assert cli.main(["encode", wav, str(tmp_path / "rt.wav"), "--quiet"]) == 0
+  # The same audio (to one 16-bit step: the file sorts the events, so the sums' order differs).
+  np.testing.assert_allclose(sf.read(str(tmp_path / "rt.wav"), always_2d=True)[0], decoded,
+                             atol=1.01 / 2**15)
+  assert cli.main(["decode", sjx_path, raw, "--quiet", "--model-format"]) == 0
+  plain, rate = sf.read(raw)
+  assert rate == 22050 and plain.shape == (2 * 22050,)
+  # The raw output is quieter: downmixed, band-limited, partly explained.
+  assert level_db(plain) < level_db(decoded) - 0.5
   events = api.read(sjx_path)
-  assert events.model_id == api.load_codec().model_id
+  assert events.model_id == api.load_codec().model_id and events.level > 1
 
 
 def test_decode_without_workdir_names_the_way_out_for_another_models_file(tmp_path, capsys):

@@ -118,7 +118,7 @@ def test_refined_file_is_an_ordinary_sjx_file(codec, known):
   assert unflagged.same_as(back.replace(refined=False))
   np.testing.assert_array_equal(codec.decode(unflagged), codec.decode(back))
   # The count stays below the flag.
-  with pytest.raises(UserError, match="--events"):
+  with pytest.raises(UserError, match="events per window"):
     codec.encode(np.zeros(10, np.float32), n_events=2**15)
 
 
@@ -151,7 +151,7 @@ def test_bad_refine_values_give_one_line(capsys, tmp_path, value):
     assert cli.main(argv + ["--workdir", str(tmp_path / "none"), f"--refine={value}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --refine"), err
-  with pytest.raises(UserError, match="--refine"):
+  with pytest.raises(UserError, match="refine steps"):
     refine.check_steps(value)
 
 

@@ -86,21 +86,29 @@ def test_header_fields_byte_exact():
   ev = events_lib.EventSet(
       frames=[3, 1, 200], offsets=[0.0, 12.0, -5.0], gains=[1.0, 0.5, 2.0],
       vectors=np.ones((3, 7)), sample_rate=44100, hop=512, window_samples=2**17,
-      n_audio_samples=2**17 + 5, model_id=MODEL_B, events_per_window=17)
+      n_audio_samples=2**17 + 5, model_id=MODEL_B, events_per_window=17, level=1.5)
   data = sjx.encode_bytes(ev, bits=16)
   # Deltas 1, 2, 197: one, one and two varint bytes.
-  expected_header = (b"SJX\x00" + struct.pack("<H", 1) + struct.pack("<I", 44100) +
-                     struct.pack("<H", 512) + struct.pack("<I", 2**17) +
-                     struct.pack("<Q", 2**17 + 5) + struct.pack("<H", 7) + struct.pack("<H", 17) +
-                     struct.pack("<I", 3) + bytes([16]) + MODEL_B + struct.pack("<I", 4))
+  v1_fields = (struct.pack("<I", 44100) +
+               struct.pack("<H", 512) + struct.pack("<I", 2**17) +
+               struct.pack("<Q", 2**17 + 5) + struct.pack("<H", 7) + struct.pack("<H", 17) +
+               struct.pack("<I", 3) + bytes([16]) + MODEL_B + struct.pack("<I", 4))
+  expected_header = b"SJX\x00" + struct.pack("<H", 2) + v1_fields + struct.pack("<e", 1.5)
   assert data[:sjx.HEADER_BYTES] == expected_header
   assert data[sjx.HEADER_BYTES:sjx.HEADER_BYTES + 4] == bytes([1, 2, 197 & 0x7F | 0x80, 1])
-  assert len(data) == 53 + 4 + 3 * (5 + 7 * 2) + 4
+  assert len(data) == 55 + 4 + 3 * (5 + 7 * 2) + 4
   assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
   back = sjx.decode_bytes(data)
   for name in ("sample_rate", "hop", "window_samples", "n_audio_samples", "model_id",
-               "events_per_window", "event_dim"):
+               "events_per_window", "event_dim", "level"):
     assert getattr(back, name) == getattr(ev, name), name
+  # Version 1 (what readers before the level read): the same file without the last two bytes of
+  # the header, and it still reads, with no level.
+  old = sjx.encode_bytes(ev, bits=16, version=1)
+  assert old[:53] == b"SJX\x00" + struct.pack("<H", 1) + v1_fields
+  assert old[53:-4] == data[55:-4] and len(old) == len(data) - 2
+  back = sjx.decode_bytes(old)
+  assert back.level == 0 and back.replace(level=1.5).same_as(sjx.decode_bytes(data))
 
 
 @pytest.mark.parametrize("bits", [8, 16])
@@ -163,6 +171,10 @@ def test_eight_bit_reencode_is_byte_identical():
   assert sjx.encode_bytes(sjx.decode_bytes(data), 8) == data
 
 
+def _varint_bytes(deltas):
+  return sum(max(1, -(-int(d).bit_length() // 7)) for d in deltas)
+
+
 def test_frames_exact_with_large_gaps_and_ties():
   frames = np.array([0, 0, 127, 128, 16511, 16512, 10**6, 10**6 + 1, 3 * 10**6, 3 * 10**6])
   n = len(frames)
@@ -171,10 +183,16 @@ def test_frames_exact_with_large_gaps_and_ties():
                            n_audio_samples=(3 * 10**6 + 1) * 256, model_id=MODEL_A)
   data = sjx.encode_bytes(ev)
   back = sjx.decode_bytes(data)
-  np.testing.assert_array_equal(back.frames, frames)
-  # Deltas 0,0,127 (1 byte), 1,16383 (1, 2), 1, 983488 (3), 1, 2000000-1 (3), 0.
+  np.testing.assert_array_equal(back.select(back.gains > 0).frames, frames)
+  # The silence between them is filled with silent events, one every two windows (1024 frames).
+  filler = back.select(back.gains == 0)
+  assert np.all(filler.vectors == 0) and np.all(filler.offsets == 0)
+  assert np.diff(np.concatenate([[0], back.frames])).max() <= 2 * 2**17 // 256
+  assert len(filler) == pytest.approx(3 * 10**6 / 1024, abs=20)
+  # Every delta is a LEB128 varint: 0, 127 take one byte, 16383 two, 983488 three.
   (frame_bytes,) = struct.unpack_from("<I", data, 49)
-  assert frame_bytes == 1 + 1 + 1 + 1 + 2 + 1 + 3 + 1 + 3 + 1
+  assert frame_bytes == _varint_bytes(np.diff(back.frames, prepend=0))
+  assert _varint_bytes([0, 127, 128, 16383, 16384, 983488]) == 1 + 1 + 2 + 2 + 3 + 3
 
 
 def test_empty_event_set_round_trips():
@@ -222,7 +240,7 @@ def test_bitrate_of_default_file_is_at_most_3_5_kbps(tmp_path, capsys):
   # Independent size count: header + varints + 5 bytes + D bytes per event + CRC.
   deltas = np.diff(np.sort(ev.frames), prepend=0)
   varint_bytes = sum(max(1, -(-int(d).bit_length() // 7)) for d in deltas)
-  size = 53 + varint_bytes + n_events * (5 + 32) + 4
+  size = 55 + varint_bytes + n_events * (5 + 32) + 4
   assert kbps8 == pytest.approx(8 * size / seconds / 1000)
 
 
@@ -273,8 +291,8 @@ def test_bad_magic_and_version():
     sjx.decode_bytes(b"RIFF" + data[4:], name="x.sjx")
   with pytest.raises(UserError, match="empty"):
     sjx.decode_bytes(b"", name="x.sjx")
-  with pytest.raises(UserError, match="unsupported SJX format version 2"):
-    sjx.decode_bytes(recrc(data[:4] + struct.pack("<H", 2) + data[6:]), name="x.sjx")
+  with pytest.raises(UserError, match="unsupported SJX format version 3"):
+    sjx.decode_bytes(recrc(data[:4] + struct.pack("<H", 3) + data[6:]), name="x.sjx")
 
 
 @pytest.mark.parametrize("offset, fmt, value, message", [
@@ -341,24 +359,30 @@ def test_file_without_events_may_declare_at_most_two_windows():
       sjx.decode_bytes(patched(data, (16, "<Q", n)), name="x.sjx")
 
 
-def test_silent_tail_is_kept_by_one_silent_event():
+def test_silence_is_kept_by_silent_events_every_two_windows():
   """A file whose events end long before the audio (a silent tail, dropped events) stays readable:
-  the writer adds one gain-0 event at the last frame, which renders nothing."""
+  the writer fills the silence with gain-0 events, one every two windows, which render nothing."""
   rng = np.random.default_rng(2)
   n_audio = 22050 * 60
   ev = make_events(rng, n_events=5, n_audio_samples=n_audio)
   ev = ev.replace(frames=np.arange(5))  # all in the first 5 frames, then 59 s of silence
   back = sjx.decode_bytes(sjx.encode_bytes(ev))
-  assert back.n_audio_samples == n_audio and len(back) == 6
-  np.testing.assert_array_equal(back.frames[:5], np.arange(5))
-  assert back.frames[5] == n_audio // 256 and back.gains[5] == 0 and back.offsets[5] == 0
-  assert np.all(back.vectors[5] == 0)
-  # No events at all, a long file: the silent event alone.
+  # Two windows are 1024 frames; the last filler is the first within two windows of the end
+  # (frame 5168 is the end, 1024 frames before it is 4144).
+  fill = np.array([1028, 2052, 3076, 4100, 5124])
+  assert back.n_audio_samples == n_audio and len(back) == 5 + len(fill)
+  np.testing.assert_array_equal(back.frames, np.concatenate([np.arange(5), fill]))
+  assert np.all(back.gains[5:] == 0) and np.all(back.offsets[5:] == 0)
+  assert np.all(back.vectors[5:] == 0)
+  assert n_audio - back.frames[-1] * 256 <= 2 * 2**17
+  # No events at all, a long file: silent events alone, as many as the length needs.
   empty = ev.select([])
   back = sjx.decode_bytes(sjx.encode_bytes(empty))
-  assert len(back) == 1 and back.gains[0] == 0 and back.n_audio_samples == n_audio
-  # Events that reach the end need no extra event.
-  near_end = ev.replace(frames=[0, 1, 2, 3, n_audio // 256 - 1000])  # 11.6 s < 2 windows
+  np.testing.assert_array_equal(back.frames, [1024, 2048, 3072, 4096, 5120])
+  assert np.all(back.gains == 0)
+  assert back.n_audio_samples == n_audio
+  # Events that reach the end with no long gap need no extra event.
+  near_end = ev.replace(frames=[900, 1900, 2900, 3900, 4900])
   assert len(sjx.decode_bytes(sjx.encode_bytes(near_end))) == 5
 
 

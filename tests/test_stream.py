@@ -294,7 +294,7 @@ def test_bad_audio_and_arguments(codec):
     codec.encode(np.zeros(0, np.float32))
   with pytest.raises(UserError, match="NaN"):
     codec.encode(np.array([0.0, np.nan, 0.0], np.float32))
-  with pytest.raises(UserError, match="residual-threshold"):
+  with pytest.raises(UserError, match="residual threshold"):
     codec.encode(np.zeros(10, np.float32), residual_threshold=1.5)
 
 

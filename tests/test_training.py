@@ -248,7 +248,7 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_training_goes_on(tiny_conf
   cfg.train.num_steps = 4
   lines = []
   training.train_and_evaluate(cfg, workdir, log=lines.append)
-  damaged = [line for line in lines if "damaged" in line]
+  damaged = [line for line in lines if "damaged" in line and "checkpoint" in line]
   assert len(damaged) == 1, lines
   assert "checkpoint 3" in damaged[0] and "step 2" in damaged[0], damaged
   assert "\n" not in damaged[0] and "bound method" not in damaged[0], damaged

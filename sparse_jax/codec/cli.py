@@ -7,24 +7,30 @@ commands on their own (tests, scripts).  Usage:
          [--residual-threshold X] [--bits 8|16] [--refine N] [--force]
   encode IN.wav OUT.wav [--workdir DIR] [--sjx F.sjx] [decode options]   one-step round trip
   encode DIR OUTDIR [--workdir DIR]                a tree of audio files -> the same tree of .sjx
-  decode IN.sjx OUT.wav [--workdir DIR] [--original-format] [--rescale] [--float]
-         [--ignore-model-id] [--force]
+  decode IN.sjx OUT.wav [--workdir DIR] [--model-format] [--rescale] [--float]
+         [--ignore-model-id] [--max-seconds S] [--force]
   decode DIR OUTDIR [--workdir DIR]                a tree of .sjx files -> the same tree of .wav
   edit IN.sjx OUT.sjx [--random-vectors] [--random-times] [--perturb SCALE] [--drop I,J,...]
        [--drop-range T0:T1] [--shift SECONDS] [--scale-gains F] [--seed S]
-       [--export-json F.json] [--import-json F.json] [--bits 8|16] [--force]
-  info IN.sjx [--json]
+       [--export-json F.json] [--import-json F.json] [--bits 8|16] [--max-seconds S] [--force]
+  info IN.sjx [--json] [--max-seconds S]
   report IN.wav [--workdir DIR] --out REPORT_DIR [--seed S] [--max-seconds X] [--refine N] [--force]
 
 Without --workdir the shipped model (sparse_jax/pretrained/model.npz) encodes and decodes;
 --workdir (alias --model) names a training run or an exported generator file instead.
 
+Decode gives back what went in: the recording's sample rate, channel count and RMS level, all
+stored in the `.sjx` file (the content itself is the model's: mono, band-limited to its rate).
+--model-format writes the model's raw output instead (its rate, mono, the level as rendered).
+
 `-` stands for standard input or output where the format allows it: audio in (`encode -`), events
 in and out (`encode IN -`, `decode - OUT.wav`, `edit - -`, `info -`) and WAV out (`decode IN -`).
 Summaries then go to stderr, so standard output holds only the data.
 
-Bad input (unreadable audio, a corrupt / truncated / foreign `.sjx`, a missing checkpoint, a bad
-option value) prints one line `error: ...` on stderr and exits with status 2.  Outputs are written
+Bad input (unreadable audio, a corrupt / truncated / foreign / hostile `.sjx`, a missing
+checkpoint, a bad option value) prints one line `error: ...` on stderr and exits with status 2.
+Input paths are checked before JAX and the model are loaded, so a typo fails in a fraction of a
+second.  Outputs are written
 through temporary files and renamed into place, so a failed command never leaves a partial file.
 An existing output (a report: a non-empty folder) is replaced only with `--force` (`-f`); every
 output path is checked before the model is loaded, so a bad one fails at once, not after an encode.
@@ -38,7 +44,7 @@ import time
 
 import numpy as np
 
-from sparse_jax import api, files
+from sparse_jax import files
 from sparse_jax.errors import UserError
 
 AUDIO_OUT_EXTENSIONS = (".wav", ".flac", ".ogg")
@@ -47,8 +53,20 @@ STDIO = "-"
 # `--rescale` scales a decoded peak above full scale to this (encodec's -r does the same).
 RESCALE_PEAK = 0.99
 
-# The per-process codec cache lives in the Python API, which this module drives.
-load_codec = api.load_codec
+# `info` lists the events of each window up to this many windows; beyond, a summary.
+INFO_MAX_WINDOWS_LISTED = 64
+
+
+def load_codec(model):
+  """The Python API's cached codec (imported here: the API brings JAX, which a command that fails
+  on its arguments never needs)."""
+  from sparse_jax import api  # pylint: disable=g-import-not-at-top
+  return api.load_codec(model)
+
+
+def _api():
+  from sparse_jax import api  # pylint: disable=g-import-not-at-top
+  return api
 
 
 def _check_output_folder(path):
@@ -81,6 +99,18 @@ def _check_audio_output(path, force):
   _check_output(path, force)
 
 
+def _check_max_seconds(value):
+  if value is not None and not (math.isfinite(value) and value > 0):
+    raise UserError(f"--max-seconds {value:g}: must be a positive number of seconds; pass e.g. "
+                    "--max-seconds 600")
+
+
+def _check_input(path, what):
+  """One line unless `path` is `-` or a regular file (checked before anything heavy loads)."""
+  if path != STDIO:
+    files.check_input_file(path, what)
+
+
 def _check_seed(seed):
   # numpy's generators take only non-negative seeds (a negative one is a ValueError traceback).
   if seed < 0:
@@ -97,14 +127,16 @@ def _check_distinct(src, dst):
     raise UserError(f"{dst}: the output would overwrite the input; choose another output path")
 
 
-def _read_events(path):
+def _read_events(path, max_seconds=None):
   """(EventSet, bits per vector value, file bytes) of a `.sjx` file or standard input (`-`)."""
   from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  _check_max_seconds(max_seconds)
   # Header offset 32 holds the bits; the reader accepted the file, so it is there.
   if path == STDIO:
     data = sys.stdin.buffer.read()
-    return sjx.decode_bytes(data, name="<stdin>"), data[32], len(data)
-  events = sjx.read(path)
+    return (sjx.decode_bytes(data, name="<stdin>", max_seconds=max_seconds), data[32],
+            len(data))
+  events = sjx.read(path, max_seconds=max_seconds)
   with open(path, "rb") as f:
     f.seek(32)
     bits = f.read(1)[0]
@@ -152,6 +184,9 @@ def _check_decode_options(args, output):
   if args.float and args.rescale:
     raise UserError("--float keeps peaks above full scale and --rescale scales them away; pass "
                     "one of them")
+  if args.model_format and args.original_format:
+    raise UserError("--model-format writes the model's rate and mono, --original-format the "
+                    "recording's; pass one of them")
 
 
 def _fit_to_format(audio, args, ext):
@@ -175,9 +210,9 @@ def _write_decoded(codec, events, args):
   """Decodes `events` into args.output (a file or `-`) with the decode options; prints a line."""
   from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
   start = time.time()
-  audio, rate = api.decode(codec, events, original_format=args.original_format,
-                           ignore_model_id=getattr(args, "ignore_model_id", False),
-                           progress=not args.quiet)
+  audio, rate = _api().decode(codec, events, model_format=args.model_format,
+                              ignore_model_id=getattr(args, "ignore_model_id", False),
+                              progress=not args.quiet)
   seconds = time.time() - start
   ext = _audio_ext(args.output)
   audio, note, clipped = _fit_to_format(audio, args, ext)
@@ -188,14 +223,27 @@ def _write_decoded(codec, events, args):
   else:
     audio_io.write_audio(args.output, audio, rate, subtype=subtype)
   channels = 1 if audio.ndim == 1 else audio.shape[1]
-  if args.original_format and not events.source_sample_rate:
-    note += (", at the model's rate and mono: the file does not store its recording's format "
-             "(encoded before it was stored)")
+  note += _format_note(events, args.model_format)
   _say(args, f"{_shown(args.output)}: {events.duration_seconds:.2f} s from {len(events)} events, "
              f"{rate} Hz, {channels} channel{'s' if channels > 1 else ''}, decoded in "
              f"{seconds:.2f} s{note}")
   if clipped:
     print(_clip_warning(_shown(args.output), clipped, audio.size), file=sys.stderr)
+
+
+def _format_note(events, model_format):
+  """Why a decode is not in the recording's format, as a phrase ('' when it is)."""
+  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  if model_format:
+    return ", the model's raw output (--model-format)"
+  if not events.source_sample_rate:
+    return (", at the model's rate and mono: the file does not store its recording's format "
+            "(encoded before it was stored)")
+  if not sjx.restorable(events.source_sample_rate, events.source_channels):
+    return (f", at the model's rate and mono: the file claims {events.source_channels} channels "
+            f"at {events.source_sample_rate} Hz, beyond what decode restores "
+            f"({sjx.RESTORED_MAX_CHANNELS} channels, {sjx.RESTORED_MAX_RATE} Hz)")
+  return ""
 
 
 def _encode_options(args):
@@ -211,8 +259,13 @@ def _encode_options(args):
 
 def _refine_steps(text):
   """--refine N as an int (0 when absent), or one line naming the fix."""
+  if text is None:
+    return 0
   from sparse_jax.codec import refine  # pylint: disable=g-import-not-at-top
-  return 0 if text is None else refine.check_steps(text)
+  try:
+    return refine.check_steps(text)
+  except UserError as e:
+    raise UserError(f"--refine: {e}") from None
 
 
 def _encode_summary(args, name, events, info, n_bytes, seconds):
@@ -244,11 +297,9 @@ def _refine_summary(r):
 
 
 def cmd_encode(args):
-  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
-  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
-  options = _encode_options(args)
   if args.input != STDIO and os.path.isdir(args.input):
-    return _encode_folder(args, options)
+    return _encode_folder(args, _encode_options(args))
+  _check_input(args.input, "an audio file (wav, flac, ogg, mp3)")
   # OUT.wav (.flac, .ogg): encodec's one-step round trip; the events go to --sjx if asked.
   round_trip = args.output != STDIO and _audio_ext(args.output) in AUDIO_OUT_EXTENSIONS
   if round_trip:
@@ -260,18 +311,20 @@ def cmd_encode(args):
   else:
     _check_output(args.output, args.force)
     used = [f for f, on in (("--sjx", args.sjx), ("--original-format", args.original_format),
-                            ("--rescale", args.rescale), ("--float", args.float)) if on]
+                            ("--model-format", args.model_format), ("--rescale", args.rescale),
+                            ("--float", args.float)) if on]
     if used:
       raise UserError(f"{used[0]} applies to a round trip (encode IN OUT.wav); pass an audio "
                       f"output or leave {used[0]} out")
   _check_distinct(args.input, args.output)
-  if args.input != STDIO and not os.path.exists(args.input):
-    raise UserError(f"{args.input}: no such audio file; check the path")
+  options = _encode_options(args)
+  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
   codec = load_codec(args.workdir)
   audio, rate = audio_io.read_audio(sys.stdin.buffer if args.input == STDIO else args.input)
   start = time.time()
-  events, info = api.encode(codec, audio, rate, progress=not args.quiet, return_info=True,
-                            **options)
+  events, info = _api().encode(codec, audio, rate, progress=not args.quiet, return_info=True,
+                               **options)
   seconds = time.time() - start
   if round_trip and not args.sjx:
     n_bytes = len(sjx.encode_bytes(events, args.bits))  # what the file would take: no file
@@ -285,7 +338,7 @@ def cmd_encode(args):
 def _encode_folder(args, options):
   from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
   from sparse_jax.codec import batch, sjx  # pylint: disable=g-import-not-at-top
-  if args.sjx or args.original_format or args.rescale or args.float:
+  if args.sjx or args.original_format or args.model_format or args.rescale or args.float:
     raise UserError("a folder encodes to .sjx files; --sjx and the decode options apply to one "
                     "file (encode IN OUT.wav)")
   batch.check_folders(args.input, args.output)
@@ -294,7 +347,9 @@ def _encode_folder(args, options):
 
   def encode_one(src, dst):
     audio, rate = audio_io.read_audio(src)
-    sjx.write(dst, api.encode(codec, audio, rate, **options), bits=args.bits)
+    # A second bar under the files' one: a long file shows its windows as they go.
+    sjx.write(dst, _api().encode(codec, audio, rate, progress=not args.quiet, **options),
+              bits=args.bits)
 
   failures = batch.run(pairs, encode_one, force=args.force, desc="encoding",
                        enabled=not args.quiet)
@@ -307,7 +362,8 @@ def cmd_decode(args):
   _check_audio_output(args.output, args.force)
   _check_distinct(args.input, args.output)
   _check_decode_options(args, args.output)
-  events, _, _ = _read_events(args.input)  # Checks the file before the model is loaded.
+  # Checks the file before the model is loaded.
+  events, _, _ = _read_events(args.input, args.max_seconds)
   codec = load_codec(args.workdir)
   _check_model_of(codec, events, args)
   _write_decoded(codec, events, args)
@@ -328,16 +384,17 @@ def _decode_folder(args):
   from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
   from sparse_jax.codec import batch, sjx  # pylint: disable=g-import-not-at-top
   _check_decode_options(args, "out.wav")
+  _check_max_seconds(args.max_seconds)
   batch.check_folders(args.input, args.output)
   pairs = batch.plan(args.input, args.output, (".sjx",), ".wav")
   codec = load_codec(args.workdir)
   clipped_files = []
 
   def decode_one(src, dst):
-    events = sjx.read(src)
+    events = sjx.read(src, max_seconds=args.max_seconds)
     _check_model_of(codec, events, args)
-    audio, rate = api.decode(codec, events, original_format=args.original_format,
-                             ignore_model_id=args.ignore_model_id)
+    audio, rate = _api().decode(codec, events, model_format=args.model_format,
+                                ignore_model_id=args.ignore_model_id, progress=not args.quiet)
     audio, _, clipped = _fit_to_format(audio, args, ".wav")
     audio_io.write_audio(dst, audio, rate, subtype="FLOAT" if args.float else None)
     if clipped:
@@ -411,7 +468,9 @@ def cmd_edit(args):
     _check_output(args.export_json, args.force)
   _check_distinct(args.input, args.output)
   _check_edit_values(args)
-  events, file_bits, _ = _read_events(args.input)
+  if args.import_json:
+    _check_input(args.import_json, "a JSON table (edit --export-json)")
+  events, file_bits, _ = _read_events(args.input, args.max_seconds)
   bits = args.bits or file_bits
   done = []
   if args.import_json:
@@ -469,10 +528,10 @@ def cmd_edit(args):
   _say(args, f"{_shown(args.output)}: {len(events)} events ({', '.join(done) or 'no edits'})")
 
 
-def info_dict(path):
+def info_dict(path, max_seconds=None):
   """The summary that `info` prints, as a dict."""
   from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
-  events, bits, size = _read_events(path)
+  events, bits, size = _read_events(path, max_seconds)
   counts = events.window_counts
   duration = events.duration_seconds
   return {
@@ -492,10 +551,13 @@ def info_dict(path):
       # Refined at encode time (encode --refine N): the flag bit of the header (sjx.py).
       "refined": events.refined,
       "windows": int(len(counts)),
+      # Proportional to the events: the reader bounds the windows by them (sjx.py).
       "events_per_window": [int(c) for c in counts],
       # The recording that was encoded (decode --original-format); None: not stored (older file).
       "source_sample_rate": events.source_sample_rate or None,
       "source_channels": events.source_channels or None,
+      # The gain decode applies to restore the recording's RMS level; None: not stored.
+      "level": round(events.level, 4) or None,
   }
 
 
@@ -506,20 +568,28 @@ def cmd_info(args):
     return
   if not args.input:
     raise UserError("info needs a .sjx file (info IN.sjx) or a config (info --config FILE.py)")
-  info = info_dict(args.input)
+  info = info_dict(args.input, args.max_seconds)
   if args.json:
     print(json.dumps(info, indent=2))
     return
   width = max(len(k) for k in info)
   for key, value in info.items():
     if key == "events_per_window":
-      value = " ".join(str(v) for v in value)
+      value = _counts_text(value)
     print(f"{key.ljust(width)}  {value}")
 
 
+def _counts_text(counts):
+  """Events per window as text: each window's count, or a summary when there are many."""
+  if len(counts) <= INFO_MAX_WINDOWS_LISTED:
+    return " ".join(str(v) for v in counts)
+  c = np.asarray(counts)
+  return (f"min {c.min()}, median {np.median(c):g}, max {c.max()} over {c.size} windows "
+          f"({np.count_nonzero(c == 0)} without events; --json lists every window)")
+
+
 def cmd_report(args):
-  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
-  from sparse_jax.codec import report  # pylint: disable=g-import-not-at-top
+  _check_input(args.input, "an audio file (wav, flac, ogg, mp3)")
   out = args.out
   parent = os.path.dirname(os.path.abspath(out))
   if not os.path.isdir(parent):
@@ -535,8 +605,8 @@ def cmd_report(args):
                                            and args.max_seconds > 0):
     raise UserError(f"--max-seconds {args.max_seconds}: must be positive; pass e.g. "
                     "--max-seconds 10")
-  if not os.path.exists(args.input):
-    raise UserError(f"{args.input}: no such audio file; check the path")
+  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import report  # pylint: disable=g-import-not-at-top
   codec = load_codec(args.workdir)
   audio = audio_io.load_audio(args.input, codec.sample_rate)
   max_samples = None if args.max_seconds is None else int(args.max_seconds * codec.sample_rate)
@@ -570,10 +640,19 @@ def _bits(text):
   return int(text)
 
 
+def _add_max_seconds(p):
+  p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                 help="accept a file that declares up to S seconds of audio though its events "
+                      "span less (an old file of mostly silence); default: what its events span")
+
+
 def _add_decode_options(p, when):
-  p.add_argument("--original-format", action="store_true",
-                 help=when + "write the encoded recording's sample rate and channel count (the "
-                      "file stores both; the mono signal goes to every channel)")
+  p.add_argument("--model-format", action="store_true",
+                 help=when + "write the model's raw output: its sample rate, mono, the level as "
+                      "rendered (default: the recording's rate, channel count and RMS level, "
+                      "which the file stores; the mono signal goes to every channel)")
+  # The default since the level was stored; kept so that scripts that pass it still run.
+  p.add_argument("--original-format", action="store_true", help=argparse.SUPPRESS)
   p.add_argument("--rescale", "-r", action="store_true",
                  help=when + f"scale the output to a peak of {RESCALE_PEAK} if it would clip "
                       "(default: clip, and say how many samples)")
@@ -626,6 +705,7 @@ def register(subparsers, info_name: str = "info"):
   p.add_argument("--ignore-model-id", action="store_true",
                  help="decode even if another checkpoint encoded the file")
   _add_decode_options(p, "")
+  _add_max_seconds(p)
   p.add_argument("--quiet", action="store_true", help="no progress bar")
   _add_force(p)
   p.set_defaults(fn=cmd_decode)
@@ -653,6 +733,7 @@ def register(subparsers, info_name: str = "info"):
                  help="take the events from this (hand-edited) table instead of the input's")
   p.add_argument("--bits", type=_bits, default=None,
                  help="bits per vector value of the output (default: the input's)")
+  _add_max_seconds(p)
   _add_force(p)
   p.set_defaults(fn=cmd_edit)
 
@@ -661,6 +742,7 @@ def register(subparsers, info_name: str = "info"):
   p.add_argument("--config", default=None,
                  help="print the parameter counts of configs/FILE.py[:preset] instead (JSON)")
   p.add_argument("--json", action="store_true", help="print JSON instead of aligned text")
+  _add_max_seconds(p)
   p.set_defaults(fn=cmd_info)
 
   p = subparsers.add_parser("report", help="HTML report (a folder: index.html, its audio and "
@@ -687,8 +769,10 @@ def build_parser():
 def run(args):
   """Runs a parsed command; returns the exit status: 0, 1 when files of a folder failed (they
   are listed), 2 and one `error:` line on UserError."""
+  from sparse_jax import diagnostics  # pylint: disable=g-import-not-at-top
   try:
-    return args.fn(args) or 0
+    with diagnostics.without_xla_alarms():
+      return args.fn(args) or 0
   except UserError as e:
     message = " ".join(str(e).split())
     print(f"error: {message}", file=sys.stderr)

@@ -57,7 +57,10 @@ class EventSet:
     source_sample_rate: the sample rate of the recording that was encoded, in Hz (0: unknown).
       `decode --original-format` resamples to it.
     source_channels: that recording's channel count (0: unknown).  The codec is mono, so
-      `decode --original-format` writes the same signal to each channel.
+      `decode` writes the same signal to each channel.
+    level: the gain that brings the rendered audio to the recording's RMS level (0: not stored;
+      decode then leaves the level as rendered).  `decode` applies it unless asked for the
+      model's own output.
   """
   frames: np.ndarray
   offsets: np.ndarray
@@ -72,6 +75,7 @@ class EventSet:
   refined: bool = False
   source_sample_rate: int = 0
   source_channels: int = 0
+  level: float = 0.0
 
   def __post_init__(self):
     # Normalise dtypes first (frozen dataclass, hence object.__setattr__), then check values.
@@ -99,6 +103,10 @@ class EventSet:
       raise ValueError(f"model_id must be {MODEL_ID_BYTES} bytes, got {model_id!r}")
     set_("model_id", bytes(model_id))
     set_("refined", bool(self.refined))
+    level = self.level
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.integer, np.floating)):
+      raise ValueError(f"level must be a number, got {level!r}")
+    set_("level", float(level))
     self._validate()
 
   def _validate(self):
@@ -109,6 +117,8 @@ class EventSet:
         raise ValueError(f"{name} has shape {shape} but vectors has {n} rows; expected ({n},)")
     if n > MAX_U32:
       raise ValueError(f"{n} events is more than the format holds ({MAX_U32})")
+    if not (np.isfinite(self.level) and self.level >= 0):
+      raise ValueError(f"level must be a finite gain >= 0, got {self.level}")
     if not 1 <= self.event_dim <= MAX_U16:
       raise ValueError(f"event_dim must be in [1, {MAX_U16}], got {self.event_dim}")
     ranges = dict(sample_rate=(1, MAX_U32), hop=(1, MAX_U16), window_samples=(1, MAX_U32),
@@ -227,7 +237,7 @@ class EventSet:
     if not isinstance(other, EventSet):
       return False
     meta = ("sample_rate", "hop", "window_samples", "n_audio_samples", "model_id",
-            "events_per_window", "refined", "source_sample_rate", "source_channels")
+            "events_per_window", "refined", "source_sample_rate", "source_channels", "level")
     return (all(getattr(self, k) == getattr(other, k) for k in meta) and
             all(np.array_equal(getattr(self, k), getattr(other, k))
                 for k in ("frames", "offsets", "gains", "vectors")))

@@ -47,7 +47,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from sparse_jax import signal
+from sparse_jax import audio_io, signal
 from sparse_jax.codec import gains as gains_lib
 from sparse_jax.errors import UserError
 
@@ -110,16 +110,16 @@ class RefineInfo:
 
 
 def check_steps(value) -> int:
-  """--refine N as an int in [0, MAX_STEPS], or UserError (one line naming the fix)."""
+  """Refinement steps as an int in [0, MAX_STEPS], or UserError (one line naming the fix)."""
   text = str(value).strip()
   try:
     steps = int(text)
   except ValueError:
-    raise UserError(f"--refine {text!r}: not a whole number of steps; pass e.g. --refine 20 "
-                    "(0: no refinement)") from None
+    raise UserError(f"refine steps {text!r}: not a whole number; pass e.g. 20 (0: no "
+                    "refinement)") from None
   if not 0 <= steps <= MAX_STEPS:
-    raise UserError(f"--refine {steps}: must be between 0 and {MAX_STEPS}; pass e.g. "
-                    "--refine 20 (0: no refinement)")
+    raise UserError(f"refine steps {steps}: must be between 0 and {MAX_STEPS}; pass e.g. 20 "
+                    "(0: no refinement)")
   return steps
 
 
@@ -493,5 +493,6 @@ def _guarantee(codec, audio_T, events, info, n_steps, windows, plain_contrib, lo
       info, alpha_W=np.asarray(rows["alpha"], np.float64),
       decoded_l1_before_WxV=np.stack(rows["before"]), decoded_l1_after_WxV=np.stack(rows["after"]),
       event_window_E=cat("window", np.int64), event_step_E=cat("step", np.int64),
-      refine=report, seconds=info.seconds + report.seconds)
+      refine=report, seconds=info.seconds + report.seconds,
+      decoded_rms=audio_io.rms(decoded_T[:n_audio]))
   return refined_events, info

@@ -87,7 +87,7 @@ def _replace_dir(tmp_dir, out_dir):
   old = None
   if os.path.exists(out_dir):
     if not os.path.isdir(out_dir):
-      raise UserError(f"--out {out_dir} is a file; pass a folder path")
+      raise UserError(f"{out_dir}: is a file; the report is a folder: pass a folder path")
     old = f"{out_dir}.old-{uuid.uuid4().hex[:8]}"
     os.replace(out_dir, old)
   os.replace(tmp_dir, out_dir)
@@ -196,7 +196,7 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
   out_dir = os.path.abspath(out_dir)
   parent = os.path.dirname(out_dir)
   if not os.path.isdir(parent):
-    raise UserError(f"--out {out_dir}: its parent folder {parent} does not exist; create it")
+    raise UserError(f"{out_dir}: its parent folder {parent} does not exist; create it")
 
   # The encode, keeping the trace of the window with the most energy (its input's first-half
   # L1) for the per-step figures: one window in memory, whatever the file's length.

@@ -1,81 +1,14 @@
 r"""The `.sjx` file: a compact, versioned, checksummed binary container for an `EventSet`.
 
-All integers and floats are little-endian.  A file is a fixed 53-byte header, a columnar body and a
-CRC32 trailer.  Format version 1:
-
-Header (53 bytes):
-
-  | offset | size | type  | field             | meaning                                       |
-  |-------:|-----:|-------|-------------------|-----------------------------------------------|
-  |      0 |    4 | bytes | magic             | `b"SJX\x00"`                                  |
-  |      4 |    2 | u16   | version           | 1                                             |
-  |      6 |    4 | u32   | sample_rate       | Hz, in [1000, 2^20]                           |
-  |     10 |    2 | u16   | hop               | samples per STFT frame; splits window_samples |
-  |        |      |       |                   | into at least 2 whole frames                  |
-  |     12 |    4 | u32   | window_samples    | the model's analysis window, a power of two   |
-  |        |      |       |                   | in [2^8, 2^24]                                |
-  |     16 |    4 | u32   | n_audio_samples   | length of the original audio (low half of a   |
-  |        |      |       |                   | u64), <= last event's frame * hop + 2 windows |
-  |     20 |    4 | u32   | source_format     | the recording's rate and channels (see below; |
-  |        |      |       |                   | the u64's high half, 0 in older files)        |
-  |     24 |    2 | u16   | event_dim         | D, > 0                                        |
-  |     26 |    2 | u16   | events_per_window | bits 0-14: events the encoder takes per       |
-  |        |      |       |                   | window, > 0; bit 15: refined (see below)      |
-  |     28 |    4 | u32   | n_events          | E                                             |
-  |     32 |    1 | u8    | bits              | bits per vector value: 8 or 16                |
-  |     33 |   16 | bytes | model_id          | the checkpoint that encoded the file          |
-  |     49 |    4 | u32   | frame_bytes       | F, byte length of the frame column            |
-
-Body (one column per field, events sorted by frame then offset; Q = 2^(bits-1) - 1):
-
-  | bytes        | type       | column  | meaning                                             |
-  |--------------|------------|---------|-----------------------------------------------------|
-  | F            | E varints  | frames  | frame minus the previous event's frame (first: the  |
-  |              |            |         | frame), unsigned LEB128: 7 bits a byte, high bit =  |
-  |              |            |         | more bytes follow                                   |
-  | E            | E x i8     | offsets | q = round(offset / hop * 127); offset = q*hop/127   |
-  | 2 E          | E x f16    | gains   | gain, clamped to the float16 range [0, 65504]       |
-  | 2 E          | E x f16    | scales  | per-event vector scale s >= max(abs(v)) / Q         |
-  | E D bits/8   | E D x i8   | vectors | round(v / s) in [-Q, Q], row-major (event, dim);    |
-  |              | or i16     |         | v = code * s                                        |
-
-Trailer: u32 CRC32 (zlib) of every byte before it (header and body).
-
-The refined flag: bit 15 (0x8000) of events_per_window is set when the events were refined at
-encode time (`encode --refine N`, refine.py).  Refined events are ordinary events, so nothing else
-changes.  Before the flag existed the bit was always 0 (no encoder takes 32768 events per window;
-the count is now capped at 2^15 - 1), so old files read as unrefined; a reader that predates the
-flag still decodes a refined file exactly and only shows 32768 + the count as its setting.
-
-The source format: bits 0-20 of the u32 at offset 20 hold the encoded recording's sample rate in
-Hz, bits 21-31 its channel count, so `decode --original-format` can write the input's rate and
-channel count back.  The field was the upper half of n_audio_samples, a u64 whose value the format
-has always capped at 2^32 - 1, so in every older file it is 0, which reads as "unknown" (a
-`--original-format` decode then keeps the model's rate, mono); the file size is unchanged.  0 or a
-rate in [1000, 2^20] Hz with 1 to 1024 channels; anything else is read as the old u64 length and
-refused by the length check, exactly as before.  A reader that predates the field refuses a file
-that holds one in one line (its length check) rather than decoding it wrongly.
-
-The length is bounded by the events: n_audio_samples may reach at most two windows past the last
-event's frame (two windows in all for a file without events), so a few bytes cannot declare hours
-of audio that `decode` would allocate and write.  The encoder's windows cover the whole input, so
-only a silent tail (or events dropped by an edit) leaves the last event further from the end; the
-writer then adds one silent event (gain 0, zero vector, offset 0) at the last frame, which renders
-nothing and keeps the length readable.
-
-File size = 53 + F + E * (5 + D * bits / 8) + 4 bytes.  A frame gap below 128 frames costs one
-byte, below 16384 two, and so on, so large gaps (silence) cost little.  With the defaults (D = 32,
-8 bits) an event takes about 38 bytes: 32 events per 2^16 samples at 22050 Hz is about 3.3 kbit/s
-(16 bits: about 6 kbit/s; the paper's float32 count is about 11 kbit/s).
-
-Error bounds of the quantisation (see `quantisation_error_bound`): a vector value is off by at most
-s / 2, an offset by at most hop / 254 samples, a gain by a relative 2^-11 (float16 rounding).
-
-The reader checks, in order: the magic, the version, the header's plausibility (the ranges in the
-table), the file size the header declares (truncated / trailing data), the CRC, the body's values
-(and the length against the last event), and the model id.  Any
-failure raises UserError naming the file; it never returns partly decoded events.
+The format (every field, bound and compatibility rule) is specified once, in `docs/format.md`;
+this module implements it.  In short: a 55-byte header (version 2; version 1's 53 bytes still
+read), a columnar body (LEB128 frame gaps, int8 offsets, float16 gains and scales, int8/int16
+vectors) and a CRC32 trailer.  The reader refuses anything that is not exactly a valid file with
+one UserError naming the file, before it allocates anything a header claims: a file's length is
+bounded by its events (two windows each), so memory, time and output stay in proportion to what
+the file holds.
 """
+import math
 import os
 import struct
 import zlib
@@ -87,13 +20,14 @@ from sparse_jax.codec import events as events_lib
 from sparse_jax.errors import UserError
 
 MAGIC = b"SJX\x00"
-VERSION = 1
+VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 SUPPORTED_BITS = (8, 16)
 # magic, version, sample_rate, hop, window_samples, n_audio_samples, event_dim, events_per_window,
-# n_events, bits, model_id, frame_bytes.
-_HEADER = struct.Struct("<4sHIHIQHHIB16sI")
-HEADER_BYTES = _HEADER.size
-# Bit 15 of events_per_window: the events were refined at encode time (see the module docstring).
+# n_events, bits, model_id, frame_bytes; version 2 adds the level (float16).
+_HEADERS = {1: struct.Struct("<4sHIHIQHHIB16sI"), 2: struct.Struct("<4sHIHIQHHIB16sIe")}
+HEADER_BYTES = _HEADERS[VERSION].size
+# Bit 15 of events_per_window: the events were refined at encode time (docs/format.md).
 REFINED_FLAG = 0x8000
 CRC_BYTES = 4
 # Offsets are quantised to int8 over [-hop, hop].
@@ -101,20 +35,23 @@ OFFSET_LEVELS = 127
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 # Frames are at most u64 n_audio_samples // 1; ten 7-bit groups hold 64 bits.
 _MAX_VARINT_BYTES = 10
-# Plausibility of the header (see the table).  The limits are far beyond any model of this project
+# Plausibility of the header (docs/format.md, the header table).  The limits are far beyond any model of this project
 # (22050 Hz, hop 64..256, windows 2^14..2^17) but keep every count the reader derives from them
 # (frames, windows, samples) small enough to allocate and inside int64.
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 2**20
 MIN_WINDOW_SAMPLES, MAX_WINDOW_SAMPLES = 2**8, 2**24
 # 54 hours at 22050 Hz; decoding it already takes 17 GB of float32.
 MAX_AUDIO_SAMPLES = 2**32 - 1
-# How far past the last event's frame the audio may go, in windows (see the module docstring).
+# How far past the last event's frame the audio may go, in windows (docs/format.md).
 TAIL_WINDOWS = 2
 # The source format (the u32 at offset 20): rate in bits 0-20, channels in bits 21-31.
 SOURCE_RATE_BITS = 21
 MAX_SOURCE_CHANNELS = 1024
+# The formats decode restores: the most channels and the highest rate (docs/format.md).
+RESTORED_MAX_CHANNELS = 64
+RESTORED_MAX_RATE = 768_000
 
-assert HEADER_BYTES == 53, HEADER_BYTES
+assert HEADER_BYTES == 55 and _HEADERS[1].size == 53, HEADER_BYTES
 
 
 def _levels(bits):
@@ -180,9 +117,17 @@ def _unpack_length(raw):
   return raw & MAX_AUDIO_SAMPLES, rate, channels
 
 
-def max_audio_samples(last_frame, hop, window_samples):
-  """The longest audio a file may declare whose last event starts at `last_frame` (0: no events)."""
-  return int(last_frame) * hop + TAIL_WINDOWS * window_samples
+def restorable(source_sample_rate, source_channels):
+  """Whether decode writes this source format back (known, and within the restored range)."""
+  return (0 < source_sample_rate <= RESTORED_MAX_RATE
+          and 0 < source_channels <= RESTORED_MAX_CHANNELS)
+
+
+def max_audio_samples(last_frame, n_events, hop, window_samples):
+  """The longest audio a file may declare with `n_events` events, the last at `last_frame` (0: no
+  events): both length rules of docs/format.md."""
+  span = TAIL_WINDOWS * int(window_samples)
+  return min(int(last_frame) * hop + span, (int(n_events) + 1) * span)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,6 +173,11 @@ def _dequantise_offsets(codes_E, hop):
 
 def _quantise_gains(gains_E):
   return np.minimum(gains_E.astype(np.float64), FLOAT16_MAX).astype(np.float16)
+
+
+def file_level(level) -> float:
+  """The level a file stores (float16) for `level`, as a float."""
+  return float(np.float16(min(float(level), FLOAT16_MAX)))
 
 
 def quantisation_error_bound(events, bits=8):
@@ -307,37 +257,51 @@ def _decode_varints(data, count):
 # Encoding.
 
 
-def encoded_size_bytes(n_events, frame_bytes, event_dim, bits):
-  """Total file size for the given counts (see the layout table)."""
+def encoded_size_bytes(n_events, frame_bytes, event_dim, bits, version=VERSION):
+  """Total file size for the given counts (docs/format.md, the layout tables)."""
   per_event = 1 + 2 + 2 + event_dim * bits // 8
-  return HEADER_BYTES + frame_bytes + n_events * per_event + CRC_BYTES
+  return _HEADERS[version].size + frame_bytes + n_events * per_event + CRC_BYTES
 
 
-def _mark_the_end(ev):
-  """`ev` (sorted) plus one silent event at the last frame if its length would be refused.
+def _fill_silence(ev):
+  """`ev` (sorted) plus silent events wherever a gap is longer than the format allows.
 
-  The reader bounds the length by the last event (see the module docstring); a silent tail is
-  legitimate, so the writer vouches for it with an event that renders nothing (gain 0, like the
-  decoder's own batch padding).  It sorts last: every other event is two windows earlier.
+  The reader bounds the length by the events (docs/format.md); silence is legitimate,
+  so the writer vouches for it with events that render nothing (gain 0, like the decoder's own
+  batch padding), one every TAIL_WINDOWS windows of each gap longer than that: before the first
+  event, between two events and after the last.
   """
-  last = int(ev.frames[-1]) if len(ev) else 0
-  if ev.n_audio_samples <= max_audio_samples(last, ev.hop, ev.window_samples):
+  gap = TAIL_WINDOWS * ev.window_samples // ev.hop  # frames
+  frames = ev.frames.tolist()
+  anchors, prev = [], 0
+  for frame in frames + [None]:
+    # The end of the audio counts as an anchor at its last sample (frame `end / hop`).
+    reach = ev.n_audio_samples - TAIL_WINDOWS * ev.window_samples if frame is None else None
+    while (prev * ev.hop < reach) if frame is None else (frame - prev > gap):
+      prev = min(prev + gap, ev.max_frame)
+      anchors.append(prev)
+    if frame is not None:
+      prev = frame
+  if not anchors:
     return ev
-  return ev.replace(frames=np.append(ev.frames, ev.max_frame),
-                    offsets=np.append(ev.offsets, np.float32(0)),
-                    gains=np.append(ev.gains, np.float32(0)),
-                    vectors=np.concatenate([ev.vectors, np.zeros((1, ev.event_dim), np.float32)]))
+  n = len(anchors)
+  return ev.replace(
+      frames=np.concatenate([ev.frames, np.asarray(anchors, np.int64)]),
+      offsets=np.concatenate([ev.offsets, np.zeros(n, np.float32)]),
+      gains=np.concatenate([ev.gains, np.zeros(n, np.float32)]),
+      vectors=np.concatenate([ev.vectors, np.zeros((n, ev.event_dim), np.float32)])).sorted()
 
 
-def encode_bytes(events, bits=8):
+def encode_bytes(events, bits=8, version=VERSION):
   """Serialises an EventSet to `.sjx` bytes (events stored sorted by frame, then offset).
 
-  A file whose last event is more than two windows before the end of the audio gets one more,
-  silent event at the last frame (see the module docstring), so every file written can be read.
+  Gaps of more than two windows without events (silence) get silent events (see the module
+  docstring), so every file written can be read.
 
   Args:
     events: the EventSet to store.
     bits: bits per vector value, 8 (default, smallest) or 16.
+    version: 2 (default), or 1 for a reader that predates the level (it is left out).
 
   Returns:
     The file contents.
@@ -346,19 +310,21 @@ def encode_bytes(events, bits=8):
     ValueError: `bits` is not 8 or 16, or the header would be implausible (see `header_problem`).
   """
   _check_bits(bits)
+  if version not in SUPPORTED_VERSIONS:
+    raise ValueError(f"version must be one of {SUPPORTED_VERSIONS}, got {version!r}")
   problem = (header_problem(events.sample_rate, events.hop, events.window_samples,
                             events.n_audio_samples)
              or source_problem(events.source_sample_rate, events.source_channels))
   if problem:
     raise ValueError(f"cannot write a .sjx file: {problem}")
-  ev = _mark_the_end(events.sorted())
+  ev = _fill_silence(events.sorted())
   deltas = np.diff(ev.frames, prepend=np.int64(0)) if len(ev) else np.zeros(0, np.int64)
   frame_column = _encode_varints(deltas)
   scales_E = _vector_scales(ev.vectors, bits)
-  header = _HEADER.pack(MAGIC, VERSION, ev.sample_rate, ev.hop, ev.window_samples,
-                        _pack_length(ev), ev.event_dim,
-                        ev.events_per_window | (REFINED_FLAG if ev.refined else 0), len(ev), bits,
-                        ev.model_id, len(frame_column))
+  fields = [MAGIC, version, ev.sample_rate, ev.hop, ev.window_samples, _pack_length(ev),
+            ev.event_dim, ev.events_per_window | (REFINED_FLAG if ev.refined else 0), len(ev), bits,
+            ev.model_id, len(frame_column)]
+  header = _HEADERS[version].pack(*fields + ([file_level(ev.level)] if version >= 2 else []))
   body = b"".join([
       frame_column,
       _quantise_offsets(ev.offsets, ev.hop).tobytes(),
@@ -368,7 +334,7 @@ def encode_bytes(events, bits=8):
   ])
   data = header + body
   out = data + struct.pack("<I", zlib.crc32(data))
-  assert len(out) == encoded_size_bytes(len(ev), len(frame_column), ev.event_dim, bits)
+  assert len(out) == encoded_size_bytes(len(ev), len(frame_column), ev.event_dim, bits, version)
   return out
 
 
@@ -412,7 +378,7 @@ def _normalise_model_id(model_id):
   return bytes(model_id)
 
 
-def decode_bytes(data, expected_model_id=None, name="<bytes>"):
+def decode_bytes(data, expected_model_id=None, name="<bytes>", max_seconds=None):
   """Parses `.sjx` bytes into an EventSet, refusing anything not exactly a valid file.
 
   Args:
@@ -420,6 +386,9 @@ def decode_bytes(data, expected_model_id=None, name="<bytes>"):
     expected_model_id: 16 bytes (or 32 hex characters) of the checkpoint about to decode the
       events; None skips the check.
     name: what to call the data in error messages (the file name).
+    max_seconds: accept a declared length of up to this many seconds even where the events span
+      less (the second length rule of docs/format.md: older files of mostly silence);
+      None: only what the events span.
 
   Returns:
     The EventSet, events sorted by frame then offset.
@@ -441,13 +410,17 @@ def decode_bytes(data, expected_model_id=None, name="<bytes>"):
   if len(data) < len(MAGIC) + 2:
     fail(f"truncated: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header", reencode)
   (version,) = struct.unpack_from("<H", data, len(MAGIC))
-  if version != VERSION:
-    fail(f"unsupported SJX format version {version} (this reader knows version {VERSION})",
-         "use the sparse_jax release that wrote it")
-  if len(data) < HEADER_BYTES:
-    fail(f"truncated: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header", reencode)
+  if version not in SUPPORTED_VERSIONS:
+    fail(f"unsupported SJX format version {version} (this reader knows versions "
+         f"{', '.join(map(str, SUPPORTED_VERSIONS))})", "use the sparse_jax release that wrote it")
+  header = _HEADERS[version]
+  if len(data) < header.size:
+    fail(f"truncated: {len(data)} bytes, shorter than the {header.size}-byte header", reencode)
   (_, _, sample_rate, hop, window_samples, n_audio_samples, event_dim, events_per_window, n_events,
-   bits, model_id, frame_bytes) = _HEADER.unpack_from(data, 0)
+   bits, model_id, frame_bytes, *rest) = header.unpack_from(data, 0)
+  level = float(rest[0]) if rest else 0.0
+  if not (math.isfinite(level) and level >= 0):
+    fail(f"corrupt header: level {level} is not a finite gain >= 0", reencode)
   n_audio_samples, source_sample_rate, source_channels = _unpack_length(n_audio_samples)
   refined = bool(events_per_window & REFINED_FLAG)
   events_per_window &= ~REFINED_FLAG
@@ -465,7 +438,7 @@ def decode_bytes(data, expected_model_id=None, name="<bytes>"):
   if frame_bytes < n_events or frame_bytes > n_events * _MAX_VARINT_BYTES:
     fail(f"corrupt header: {frame_bytes} frame bytes cannot hold {n_events} frames", reencode)
 
-  size = encoded_size_bytes(n_events, frame_bytes, event_dim, bits)
+  size = encoded_size_bytes(n_events, frame_bytes, event_dim, bits, version)
   if len(data) < size:
     fail(f"truncated: {len(data)} bytes but the header declares {size}", reencode)
   if len(data) > size:
@@ -476,7 +449,7 @@ def decode_bytes(data, expected_model_id=None, name="<bytes>"):
     fail("corrupt (CRC mismatch)", reencode)
 
   # The body, column by column (the sizes are known to fit).
-  pos = HEADER_BYTES
+  pos = header.size
   deltas, problem = _decode_varints(data[pos:pos + frame_bytes], n_events)
   if problem:
     fail(f"corrupt: {problem}", reencode)
@@ -505,10 +478,18 @@ def decode_bytes(data, expected_model_id=None, name="<bytes>"):
   if n_events and (np.any(frames[1:] < frames[:-1]) or int(frames[-1]) > max_frame):
     fail(f"corrupt: event frames beyond the end of the audio (frame {max_frame})", reencode)
   # Before anything the length sizes is allocated (the EventSet, `info`'s windows, the decode).
-  limit = max_audio_samples(frames[-1] if n_events else 0, hop, window_samples)
-  if n_audio_samples > limit:
+  last = int(frames[-1]) if n_events else 0
+  near_last = last * hop + TAIL_WINDOWS * window_samples
+  if n_audio_samples > near_last:
     fail(f"corrupt header: n_audio_samples {n_audio_samples} reaches past its events (at most "
-         f"{limit}: the last event's frame times hop plus {TAIL_WINDOWS} windows)", reencode)
+         f"{near_last}: the last event's frame times hop plus {TAIL_WINDOWS} windows)", reencode)
+  limit = max_audio_samples(last, n_events, hop, window_samples)
+  trusted = 0 if max_seconds is None else int(max_seconds * sample_rate)
+  if n_audio_samples > max(limit, trusted):
+    fail(f"declares {n_audio_samples / sample_rate:.1f} s of audio but its {n_events} events "
+         f"span at most {limit / sample_rate:.1f} s (one event per {TAIL_WINDOWS} windows); "
+         "a hostile or damaged file, or an old one of mostly silence", "if you trust it, pass "
+         f"--max-seconds {math.ceil(n_audio_samples / sample_rate)} (Python: max_seconds=)")
 
   try:
     events = events_lib.EventSet(
@@ -516,7 +497,8 @@ def decode_bytes(data, expected_model_id=None, name="<bytes>"):
         gains=gains.astype(np.float32), vectors=_dequantise_vectors(codes, scales),
         sample_rate=sample_rate, hop=hop, window_samples=window_samples,
         n_audio_samples=n_audio_samples, model_id=model_id, events_per_window=events_per_window,
-        refined=refined, source_sample_rate=source_sample_rate, source_channels=source_channels)
+        refined=refined, source_sample_rate=source_sample_rate, source_channels=source_channels,
+        level=level)
   except ValueError as e:
     fail(f"corrupt: {e}", reencode)
 
@@ -526,12 +508,13 @@ def decode_bytes(data, expected_model_id=None, name="<bytes>"):
   return events
 
 
-def read(path, expected_model_id=None):
+def read(path, expected_model_id=None, max_seconds=None):
   """Reads a `.sjx` file.
 
   Args:
     path: the file.
     expected_model_id: 16 bytes (or hex) of the checkpoint about to decode it; None skips the check.
+    max_seconds: see `decode_bytes`.
 
   Returns:
     The EventSet, events sorted by frame then offset.
@@ -540,16 +523,14 @@ def read(path, expected_model_id=None):
     UserError: the file is missing or unreadable, or any problem listed in `decode_bytes`.
   """
   path = os.fspath(path)
+  files.check_input_file(path, "an .sjx file")
   try:
     with open(path, "rb") as f:
       data = f.read()
-  except FileNotFoundError:
-    raise UserError(f"{path}: no such file; check the path") from None
-  except IsADirectoryError:
-    raise UserError(f"{path}: is a folder, not an .sjx file; pass the file itself") from None
   except OSError as e:
     raise UserError(f"{path}: cannot read: {e.strerror or e}; check the permissions") from None
-  return decode_bytes(data, expected_model_id=expected_model_id, name=path)
+  return decode_bytes(data, expected_model_id=expected_model_id, name=path,
+                      max_seconds=max_seconds)
 
 
 # ----------------------------------------------------------------------------------------------

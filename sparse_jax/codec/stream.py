@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from sparse_jax import metrics
+from sparse_jax import audio_io, metrics
 from sparse_jax import progress as progress_lib
 from sparse_jax.codec import events as events_lib
 from sparse_jax.codec import gains as gains_lib
@@ -98,6 +98,8 @@ class EncodeInfo:
       after adding its events; after <= before, always.
     seconds: wall-clock time of the encode (refinement included).
     refine: with `encode(refine=N)`, a `refine.RefineInfo` (what refinement changed), else None.
+    decoded_rms: the RMS of the audio the returned events decode to (at the model's rate): what
+      the file's level is measured against (`api.encode`).
   """
   window_starts_W: np.ndarray
   initial_l1_W: np.ndarray
@@ -112,6 +114,7 @@ class EncodeInfo:
   decoded_l1_after_WxV: np.ndarray = None
   seconds: float = 0.0
   refine: object = None
+  decoded_rms: float = 0.0
 
 
 @dataclasses.dataclass
@@ -305,7 +308,8 @@ class Codec:
     """
     from sparse_jax import checkpoint  # pylint: disable=g-import-not-at-top
     if not os.path.isdir(workdir):
-      raise UserError(f"--workdir {workdir!r} does not exist: pass the workdir of a training run")
+      raise UserError(f"model {workdir!r} does not exist: pass a training workdir or an exported "
+                      "generator file (.npz)")
     try:
       with _quiet_library_logs():
         cfg, graphs, g_params, model_id, step = checkpoint.restore_generator(workdir, step)
@@ -316,7 +320,7 @@ class Codec:
       first = (str(e).splitlines() or [""])[0][:200]
       raise UserError(f"cannot load the model in {workdir!r} ({type(e).__name__}: {first}); "
                       "the checkpoint or config.json is damaged or from another version: "
-                      "retrain or use another --workdir") from None
+                      "retrain it or use another model") from None
     return cls(cfg, graphs, g_params, model_id, step)
 
   @classmethod
@@ -428,16 +432,16 @@ class Codec:
       raise UserError("the audio holds NaN or infinite samples; fix or re-export the file")
     n_steps = self.default_events if n_events is None else int(n_events)
     if not 1 <= n_steps <= events_lib.MAX_EVENTS_PER_WINDOW:
-      raise UserError(f"--events must be between 1 and {events_lib.MAX_EVENTS_PER_WINDOW}, "
-                      f"got {n_steps}")
+      raise UserError(f"events per window must be between 1 and "
+                      f"{events_lib.MAX_EVENTS_PER_WINDOW}, got {n_steps}")
     if residual_threshold is not None and not (math.isfinite(residual_threshold) and
                                                0 <= residual_threshold <= 1):
-      raise UserError(f"--residual-threshold must be in [0, 1] (a share of the window's energy), "
+      raise UserError(f"the residual threshold must be in [0, 1] (a share of the window's energy), "
                       f"got {residual_threshold}")
     from sparse_jax.codec import refine as refine_lib  # pylint: disable=g-import-not-at-top
     refine = refine_lib.check_steps(refine)
     if bits is not None and bits not in sjx.SUPPORTED_BITS:
-      raise UserError(f"--bits must be one of {sjx.SUPPORTED_BITS}, got {bits}")
+      raise UserError(f"bits must be one of {sjx.SUPPORTED_BITS}, got {bits}")
     n_in, n_windows = self.windows_for(audio_T.size)
     # Enough zeros for the last window and the STFT frames that reach past its end (at the
     # model's STFT and at the reported one).
@@ -504,7 +508,8 @@ class Codec:
         event_step_E=cat("step", np.int64), scale_W=np.asarray(rows["scale"]),
         alpha_W=np.asarray(rows["alpha"]), resolutions=resolutions,
         decoded_l1_before_WxV=np.stack(rows["before"]),
-        decoded_l1_after_WxV=np.stack(rows["after"]), seconds=time.time() - t0)
+        decoded_l1_after_WxV=np.stack(rows["after"]), seconds=time.time() - t0,
+        decoded_rms=audio_io.rms(decoded_T[:audio_T.size]))
     if refine:
       events, info = refine_lib.refine(self, audio_T, events, info, refine, bits=bits,
                                        progress=progress)
@@ -592,6 +597,8 @@ class Codec:
     """
     self.check_compatible(events, ignore_model_id)
     n_out = events.n_audio_samples
+    # Silent events (gain 0: the file's fillers of silence) render nothing: not rendered at all.
+    events = events.select(events.gains > 0)
     if len(events) == 0:
       return np.zeros(n_out, np.float32)
     window_E = self.window_of(events.frames)

@@ -104,6 +104,19 @@ def _write_ogg(path: str, audio_T: np.ndarray, sample_rate: int) -> None:
         f.write(audio_T[i:i + sample_rate])
 
 
+def check_output_folder(out_dir: str) -> None:
+  """One line unless `out_dir` is a folder or can be made as one (before any recording is read)."""
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise UserError(f'{out_dir}: is a file; the recordings go into a folder: pass a folder path')
+  parent = os.path.dirname(os.path.abspath(out_dir))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise UserError(f'{out_dir}: cannot be made, {parent} is a file; pass a folder path')
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise UserError(f'{out_dir}: cannot be made, {parent} is not writable; pass another folder')
+
+
 def gather(out_dir: str, sources=None, sample_rate: int = 22050, exclude=None,
            show_progress: bool = True) -> dict:
   """Writes the excerpts; returns {source name: minutes written} (existing files included).
@@ -114,11 +127,15 @@ def gather(out_dir: str, sources=None, sample_rate: int = 22050, exclude=None,
     sample_rate: rate of the written files.
     exclude: absolute paths never taken (default: the benchmark subset's files).
   """
+  check_output_folder(out_dir)
   sources = default_sources() if sources is None else sources
   if exclude is None:
     present = [f for f in BENCHMARK_FOLDERS if os.path.isdir(f)]
     exclude = subset.subset_paths(present, BENCHMARK_CLIPS, BENCHMARK_SECONDS) if present else set()
-  os.makedirs(out_dir, exist_ok=True)
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+  except OSError as e:
+    raise UserError(f'{out_dir}: cannot make the folder ({e.strerror or e}); pass another') from None
   written = {}
   for source in sources:
     members = [(n, o) for n, o in _members(source)

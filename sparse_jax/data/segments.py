@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import numpy as np
 import soundfile as sf
 
-from sparse_jax import audio_io, files
+from sparse_jax import audio_io, files, progress
 from sparse_jax.errors import UserError
 
 # Bump when the decoding changes, so stale cache entries are never reused.
@@ -145,10 +145,24 @@ class AudioSource:
         total += info.frames / info.samplerate
     return float(total)
 
-  def warm_cache(self):
-    """Decodes every recording into the cache now (otherwise each is decoded on first use)."""
+  def warm_cache(self, show_progress: bool = False) -> float:
+    """Decodes every recording into the cache now (otherwise each is decoded on first use).
+
+    Args:
+      show_progress: a bar over the files, with the seconds of audio ready so far (a folder of
+        long recordings takes minutes to decode the first time: the user sees it happen).
+
+    Returns:
+      The seconds of audio in the source.
+    """
+    bar = progress.bar(len(self), 'caching audio', unit='file', enabled=show_progress)
+    seconds = 0.0
     for i in range(len(self)):
-      self.audio(i)
+      seconds += self.audio(i).shape[0] / self.sample_rate
+      bar.set_postfix_str(f'{seconds / 60:.1f} min ready', refresh=False)
+      bar.update(1)
+    bar.close()
+    return seconds
 
 
 def _window(audio_T: np.ndarray, start: int, n_samples: int) -> np.ndarray:

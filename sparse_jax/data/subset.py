@@ -86,8 +86,13 @@ def load_clip(clip: dict, sample_rate: int) -> np.ndarray:
   """A chosen clip as mono float32 at `sample_rate` (downmixed, resampled)."""
   start = int(round(clip["start_s"] * clip["rate"]))
   stop = start + int(round(clip["seconds"] * clip["rate"]))
-  audio_TxC, rate = sf.read(os.path.join(clip["folder"], clip["path"]), start=start, stop=stop,
-                            dtype="float32", always_2d=True)
+  with sf.SoundFile(os.path.join(clip["folder"], clip["path"])) as f:
+    rate = f.samplerate
+    if f.seekable():
+      f.seek(start)
+      audio_TxC = f.read(stop - start, dtype="float32", always_2d=True)
+    else:  # e.g. GSM 6.10 in a WAV: libsndfile cannot seek in it, so read it whole and slice
+      audio_TxC = f.read(f.frames, dtype="float32", always_2d=True)[start:stop]
   return audio_io.resample(audio_TxC.mean(axis=1), rate, sample_rate)
 
 

@@ -13,5 +13,5 @@ def model_path() -> str:
   """The shipped model's file; one UserError line if this installation lacks it."""
   if not os.path.isfile(MODEL_PATH):
     raise UserError(f"no shipped model in this installation ({MODEL_PATH} is missing): pass "
-                    "--workdir of a training run, or reinstall sparse-jax")
+                    "a training workdir or an exported model, or reinstall sparse-jax")
   return MODEL_PATH
