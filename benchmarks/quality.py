@@ -73,12 +73,12 @@ METRICS = ("kbps", "file_kbps", "mr_stft", "log_mel", "si_sdr", "explained", "re
 
 def spectral_explained(ref_T, est_T, window: int, hop: int) -> float:
   """1 - ||S(ref) - S(est)||_1 / ||S(ref)||_1 with the codec's |STFT| (1 = same spectrogram)."""
-  from sparse_jax import metrics  # pylint: disable=g-import-not-at-top
+  from sparse_jax import metrics
   return float(metrics.spectral_energy_curve(ref_T, np.asarray(est_T)[None], window, hop)[0])
 
 
 def clip_metrics(ref_T, est_T, sample_rate: int, window: int, hop: int) -> dict:
-  from sparse_jax import metrics  # pylint: disable=g-import-not-at-top
+  from sparse_jax import metrics
   ref_T, est_T = np.asarray(ref_T, np.float64), np.asarray(est_T, np.float64)
   return {"mr_stft": metrics.multi_resolution_stft_distance(ref_T, est_T),
           "log_mel": metrics.log_mel_distance(ref_T, est_T, sample_rate),
@@ -94,8 +94,8 @@ def first_window(clip_T: np.ndarray, n_samples: int) -> np.ndarray:
 
 def run_ours(codec, clip_T: np.ndarray) -> dict:
   """Our codec through its `.sjx` bytes, and its removal curves on the first window."""
-  from sparse_jax import evaluation  # pylint: disable=g-import-not-at-top
-  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  from sparse_jax import evaluation
+  from sparse_jax.codec import sjx
   m = codec.cfg.model
   seconds = clip_T.size / codec.sample_rate
   t = time.perf_counter()
@@ -123,7 +123,6 @@ def run_ours(codec, clip_T: np.ndarray) -> dict:
 
 
 def run_classic(name: str, clip_T: np.ndarray, sample_rate: int, atoms_per_second: float) -> dict:
-  # pylint: disable-next=g-import-not-at-top
   from sparse_jax.baselines import classic_codecs, matching_pursuit
   t = time.perf_counter()
   if name == "opus":
@@ -145,7 +144,7 @@ def spectral_residual_l1(window_T: np.ndarray, events_ExT: np.ndarray, window: i
                          hop: int) -> np.ndarray:
   """||S - sum_{j<=k} |STFT(e_j)| ||_1 over the first-half frames, for k = 1..E: the residual the
   encoder sees, for any set of events (here matching pursuit's atoms)."""
-  from sparse_jax import metrics  # pylint: disable=g-import-not-at-top
+  from sparse_jax import metrics
   half = (window_T.size // hop) // 2
   spec = metrics.stft_magnitude(window_T, window, hop)[:, :half]
   partial = np.zeros_like(spec)
@@ -163,8 +162,8 @@ def mp_curves(clip_T: np.ndarray, model_cfg) -> dict:
   our codec takes steps per window; each atom is rendered alone (cut to that half) and the curves
   use the same first-half spectrogram as `evaluation.energy_curves`.
   """
-  from sparse_jax import evaluation  # pylint: disable=g-import-not-at-top
-  from sparse_jax.baselines import matching_pursuit as mp  # pylint: disable=g-import-not-at-top
+  from sparse_jax import evaluation
+  from sparse_jax.baselines import matching_pursuit as mp
   n, half = model_cfg.n_samples, model_cfg.n_samples // 2
   window_T = first_window(clip_T, n)
   result = mp.matching_pursuit(window_T[:half].astype(np.float64), model_cfg.n_events)
@@ -189,7 +188,7 @@ def events_per_second(model_cfg) -> float:
 
 def evaluate_dataset(codec, name: str, data_cfg, n_clips: int, clip_samples: int,
                      log=print) -> dict:
-  from sparse_jax import data  # pylint: disable=g-import-not-at-top
+  from sparse_jax import data
   m = codec.cfg.model
   source = data.make_source(data_cfg, sample_rate=m.sample_rate, split="test")
   clips = data.eval_clips(source, n_clips, clip_samples, seed=0)
@@ -200,8 +199,8 @@ def evaluate_dataset(codec, name: str, data_cfg, n_clips: int, clip_samples: int
   codec.encode(clips[0][:codec.n_samples])
   codec.render(np.zeros((1, m.event_dim), np.float32), np.zeros(1, np.int64),
                np.zeros(1, np.float32), np.zeros(1, np.float32))
-  per_clip = {c: [] for c in CODECS}
-  curves = {"ours": [], "mp": []}
+  per_clip: dict[str, list] = {c: [] for c in CODECS}
+  curves: dict[str, list] = {"ours": [], "mp": []}
   for i, clip_T in enumerate(clips):
     for c in CODECS:
       if c == "ours":
@@ -222,7 +221,7 @@ def evaluate_dataset(codec, name: str, data_cfg, n_clips: int, clip_samples: int
     log(f"  clip {i + 1}/{len(clips)}: " + ", ".join(
         f"{c} {per_clip[c][-1]['kbps']:.2f} kbit/s MR-STFT {per_clip[c][-1]['mr_stft']:.3f}"
         for c in CODECS))
-  codecs = {}
+  codecs: dict[str, dict] = {}
   for c in CODECS:
     keys = per_clip[c][0].keys()
     codecs[c] = {k: float(np.mean([row[k] for row in per_clip[c]])) for k in keys}
@@ -263,10 +262,11 @@ load_clip = subset.load_clip
 
 def run_ours_at(codec, clip_T: np.ndarray, n_events: int, refine: int = 0) -> dict:
   """Our codec at `n_events` per window (refined by `refine` steps), through 8-bit `.sjx` bytes."""
-  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  from sparse_jax import api
+  from sparse_jax.codec import sjx
   seconds = clip_T.size / codec.sample_rate
   t = time.perf_counter()
-  events = codec.encode(clip_T, n_events=n_events, refine=refine)
+  events = api.encode(codec, clip_T, n_events=n_events, refine=refine)
   data = sjx.encode_bytes(events, bits=8)
   decoded_T = codec.decode(sjx.decode_bytes(data, expected_model_id=codec.model_id))
   elapsed = time.perf_counter() - t
@@ -283,7 +283,7 @@ def mp_at_bitrate(clip_T: np.ndarray, sample_rate: int, target_kbps: float) -> d
   (atoms cost >= 20 bits each) and a bisection over the prefix length give the largest atom
   count whose coded payload fits the target.
   """
-  from sparse_jax.baselines import matching_pursuit as mp  # pylint: disable=g-import-not-at-top
+  from sparse_jax.baselines import matching_pursuit as mp
   t = time.perf_counter()
   x_T = np.asarray(clip_T, np.float64)
   seconds = x_T.size / sample_rate
@@ -309,7 +309,7 @@ def mp_at_bitrate(clip_T: np.ndarray, sample_rate: int, target_kbps: float) -> d
 
 def real_metrics(ref_T, est_T, sample_rate: int, visqol_seconds: float | None) -> dict:
   """The real-recording metrics of one decoded clip (ViSQOL on its first `visqol_seconds`)."""
-  from sparse_jax import metrics  # pylint: disable=g-import-not-at-top
+  from sparse_jax import metrics
   ref_T, est_T = np.asarray(ref_T, np.float64), np.asarray(est_T, np.float64)
   out = {"explained": spectral_explained(ref_T, est_T, *REPORTED_STFT),
          "log_mel": metrics.log_mel_distance(ref_T, est_T, sample_rate),
@@ -341,7 +341,7 @@ def _ours_setting(name: str) -> tuple:
 
 def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_counts,
                   visqol_seconds: float | None, log=print, refine_steps=()) -> dict:
-  from sparse_jax.baselines import classic_codecs  # pylint: disable=g-import-not-at-top
+  from sparse_jax.baselines import classic_codecs
   sr = codec.sample_rate
   clips = choose_clips(folders, n_clips, clip_seconds)
   if not clips:
@@ -353,11 +353,13 @@ def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_count
   # Compile the removal loop (one program per event count) and the renderer once, untimed (and a
   # refinement step; its other batch shapes compile on first use, a few seconds each).
   warm_T = 0.1 * np.sin(np.arange(codec.n_samples) * 0.05).astype(np.float32)
+  from sparse_jax import api
   for e in event_counts:
-    codec.encode(warm_T, n_events=e, refine=1 if refine_steps and e == max(event_counts) else 0)
+    api.encode(codec, warm_T, n_events=e,
+               refine=1 if refine_steps and e == max(event_counts) else 0)
   codec.render(np.zeros((1, codec.event_dim), np.float32), np.zeros(1, np.int64),
                np.ones(1, np.float32), np.zeros(1, np.float32))
-  per_clip = {c: [] for c in labels}
+  per_clip: dict[str, list] = {c: [] for c in labels}
   for i, clip in enumerate(clips):
     clip_T = load_clip(clip, sr)
     for name in labels:
@@ -383,7 +385,7 @@ def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_count
     log(f"  clip {i + 1}/{len(clips)} {clip['path']} ({clip['seconds']:.1f} s): ours "
         f"{ours['kbps']:.2f} kbit/s explained {ours['explained']:+.3f}{refined}, Opus 6k "
         f"explained {per_clip['opus_6'][-1]['explained']:+.3f}")
-  codecs = {}
+  codecs: dict[str, dict] = {}
   for name, label in labels.items():
     rows = per_clip[name]
     summary = {"label": label, "per_clip": rows}
@@ -423,9 +425,9 @@ def real_markdown(report: dict) -> str:
 
 def real_plots(folder: str, report: dict) -> list:
   """One PNG per metric, quality against bitrate; returns the file names."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   d = report["real"]
   families = {"ours": ("C0", "o-"), "refined": ("C4", "*"), "opus": ("C1", "s-"),
               "mp3": ("C2", "^"), "mp_rate": ("C3", "D")}
@@ -455,7 +457,7 @@ def real_plots(folder: str, report: dict) -> list:
     fig.tight_layout()
     name = f"real_{key}.png"
     write_atomic(os.path.join(folder, name),
-                 lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+                 lambda tmp, fig=fig: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     names.append(name)
   return names
@@ -467,7 +469,7 @@ def real_plots(folder: str, report: dict) -> list:
 
 def write_atomic(path: str, write) -> None:
   """Calls write(tmp_path), then renames: a reader never sees a half-written file."""
-  from sparse_jax import files  # pylint: disable=g-import-not-at-top
+  from sparse_jax import files
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with files.atomic_output(path) as tmp:
     write(tmp)
@@ -501,9 +503,9 @@ def markdown(report: dict) -> str:
 
 
 def plot(path: str, report: dict) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   names = list(report["datasets"])
   panels = (("kbps", "kbit/s"), ("mr_stft", "MR-STFT (lower better)"),
             ("log_mel", "log-mel (lower better)"), ("si_sdr", "SI-SDR dB (higher better)"))
@@ -608,7 +610,7 @@ def parse_args(argv):
 
 
 def run_real(args, argv) -> dict:
-  from sparse_jax import api, metrics  # pylint: disable=g-import-not-at-top
+  from sparse_jax import api, metrics
   start = time.perf_counter()
   log = lambda s: print(s, file=sys.stderr, flush=True)
   codec = api.load_codec(args.workdir)
@@ -632,8 +634,9 @@ def run_real(args, argv) -> dict:
 
 
 def run(args, argv) -> dict:
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  from sparse_jax import api  # pylint: disable=g-import-not-at-top
+  import ml_collections
+
+  from sparse_jax import api
   if args.real:
     return run_real(args, argv)
   start = time.perf_counter()

@@ -25,7 +25,8 @@ import os
 import sys
 
 import sparse_jax
-from sparse_jax.codec import cli
+from sparse_jax import xla_flags
+from sparse_jax.cli import commands as cli
 from sparse_jax.errors import UserError
 
 
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+  xla_flags.set_for_this_process()
   code = cli.run(build_parser().parse_args(argv))
   if argv is None:  # the process's own command line (not a caller in Python): it ends here
     checkpoint = sys.modules.get("sparse_jax.checkpoint")

@@ -8,7 +8,7 @@
   audio, rate = api.decode(codec, events, model_format=True)   # the model's rate, mono, as rendered
   api.write("song.sjx", events); events = api.read("song.sjx")
 
-The command line (`sparse_jax/codec/cli.py`) calls these same functions, so a script and the
+The command line (`sparse_jax/cli/commands.py`) calls these same functions, so a script and the
 `sparse-jax` command encode to the same bytes.
 """
 import os
@@ -16,10 +16,12 @@ import os
 import numpy as np
 
 from sparse_jax import audio_io
-from sparse_jax.diagnostics import quiet_xla
-from sparse_jax.codec import edit  # noqa: F401  (re-exported: api.edit.drop, api.edit.perturb, ...)
-from sparse_jax.codec import sjx
+from sparse_jax.codec import (
+  edit,  # noqa: F401  (re-exported: api.edit.drop, api.edit.perturb, ...)
+  sjx,
+)
 from sparse_jax.codec.events import EventSet  # noqa: F401  (re-exported)
+from sparse_jax.diagnostics import quiet_xla
 from sparse_jax.errors import UserError
 
 # The largest level gain `encode` stores (+20 dB): beyond it the model explains too little of the
@@ -28,7 +30,7 @@ MAX_LEVEL_GAIN = 10.0
 
 # Codecs loaded in this process, keyed by the model's files: in-process callers (tests, a
 # notebook, a folder of files) running several commands on one model restore and compile once.
-_CODECS = {}
+_CODECS: dict = {}
 
 
 def _model_key(model):
@@ -55,7 +57,7 @@ def _model_key(model):
 
 @quiet_xla
 def load_codec(model=None):
-  """A model as a `stream.Codec`, cached while its files are unchanged.
+  """A model as a `runtime.Codec`, cached while its files are unchanged.
 
   Args:
     model: None for the shipped model (`sparse_jax/pretrained/model.npz`); a training workdir
@@ -64,16 +66,16 @@ def load_codec(model=None):
   Raises:
     UserError: no such model, or files that do not restore.
   """
-  from sparse_jax import pretrained  # pylint: disable=g-import-not-at-top
-  from sparse_jax.codec import stream  # pylint: disable=g-import-not-at-top
+  from sparse_jax import pretrained
+  from sparse_jax.codec import runtime
   model = pretrained.model_path() if model is None else os.fspath(model)
   key = _model_key(model)
   if key is not None and key in _CODECS:
     return _CODECS[key]
   if os.path.isfile(model):
-    codec = stream.Codec.from_generator_file(model)
+    codec = runtime.Codec.from_generator_file(model)
   else:
-    codec = stream.Codec.from_workdir(model)
+    codec = runtime.Codec.from_workdir(model)
   if key is not None:
     _CODECS[key] = codec
   return codec
@@ -104,7 +106,8 @@ def events_for_kbps(codec, n_audio_samples: int, kbps: float, bits: int = 8) -> 
 
 @quiet_xla
 def encode(codec, audio, sample_rate: int | None = None, *, kbps: float | None = None,
-           n_events: int | None = None, bits: int = 8, return_info: bool = False, **options):
+           n_events: int | None = None, bits: int = 8, refine: int = 0,
+           return_info: bool = False, **options):
   """Encodes a recording into events.
 
   Args:
@@ -120,8 +123,11 @@ def encode(codec, audio, sample_rate: int | None = None, *, kbps: float | None =
       at most this many kbit/s (instead of `n_events`).
     n_events: events per window (default: the model's).
     bits: the `.sjx` vector width the events will be written at (8 or 16).
-    return_info: also return the `stream.EncodeInfo`.
-    **options: passed to `stream.Codec.encode` (residual_threshold, window_hook, refine, ...);
+    refine: Adam steps of encode-time refinement per window (0: none; `codec/refine.py`): the
+      plain encode's events are optimised against the decoded audio, window by window, and kept
+      only where they decode no worse.
+    return_info: also return the `encode.EncodeInfo`.
+    **options: passed to `encode.encode` (residual_threshold, window_hook, ...);
       `progress=True` draws a progress bar on stderr (off by default in a library).
 
   Returns:
@@ -130,6 +136,8 @@ def encode(codec, audio, sample_rate: int | None = None, *, kbps: float | None =
   Raises:
     UserError: empty or non-finite audio, a bad rate, or an option out of range.
   """
+  from sparse_jax.codec import refine as refine_lib
+  refine = refine_lib.check_steps(refine)  # before any work
   audio = np.asarray(audio, np.float32)
   if audio.ndim not in (1, 2) or audio.size == 0:
     raise UserError(f"audio of shape {audio.shape}: pass (samples,) or (samples, channels)")
@@ -147,6 +155,9 @@ def encode(codec, audio, sample_rate: int | None = None, *, kbps: float | None =
       raise UserError("kbps and n_events both set the events per window; pass one of them")
     n_events = events_for_kbps(codec, mono_T.size, kbps, bits)
   events, info = codec.encode(mono_T, n_events=n_events, bits=bits, return_info=True, **options)
+  if refine:
+    events, info = refine_lib.refine(codec, mono_T, events, info, refine, bits=bits,
+                                     progress=options.get("progress", False))
   if not sjx.restorable(rate, channels):  # decode would not write it back: not stored
     rate = channels = 0
   events = events.replace(source_sample_rate=rate, source_channels=channels,

@@ -11,6 +11,7 @@ leaves nothing behind.
 """
 import contextlib
 import os
+import shutil
 import stat
 import uuid
 
@@ -55,6 +56,24 @@ def write_bytes(path, data: bytes, fsync: bool = False) -> None:
       if fsync:
         f.flush()
         os.fsync(f.fileno())
+
+
+def replace_folder(tmp_dir, out_dir, what: str = "the output") -> None:
+  """Moves a finished folder into place; an existing one is replaced only at the end (a reader
+  sees the old folder or the new one, and a crash before the end leaves the old one).
+
+  Raises:
+    UserError: `out_dir` is a file.
+  """
+  old = None
+  if os.path.exists(out_dir):
+    if not os.path.isdir(out_dir):
+      raise UserError(f'{out_dir}: is a file; {what} is a folder: pass a folder path')
+    old = f'{out_dir}.old-{uuid.uuid4().hex[:8]}'
+    os.replace(out_dir, old)
+  os.replace(tmp_dir, out_dir)
+  if old:
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def check_input_file(path, what: str) -> None:

@@ -46,7 +46,27 @@ def restart_clock(progress: tqdm) -> None:
   # What tqdm's reset() does, without its count of 0 and its redraw: the bar must never show a
   # count going back (it read "1/35" then "0/35").  `initial` = the count now, so the mean rate
   # is over the units after it.
-  progress.last_print_t = progress.start_t = progress._time()  # pylint: disable=protected-access
+  progress.last_print_t = progress.start_t = progress._time()
   progress.initial = progress.last_print_n = progress.n
   for name in ("_ema_dn", "_ema_dt", "_ema_miniters"):
     setattr(progress, name, EMA(progress.smoothing))
+
+
+class Progress:
+  """A bar counting to `total`: `update(done)` takes the count so far, not an increment.
+
+  The first unit usually carries JAX's compilation, so the rate and ETA count from after it.
+  """
+
+  def __init__(self, total: int, label: str, enabled: bool = True, unit: str = "it"):
+    self.bar = bar(max(int(total), 1), label, enabled=enabled, unit=unit)
+    self._first = True
+
+  def update(self, done: int):
+    self.bar.update(max(int(done) - self.bar.n, 0))
+    if self._first and done > 0:
+      self._first = False
+      restart_clock(self.bar)
+
+  def close(self):
+    self.bar.close()

@@ -2,7 +2,7 @@
 
 Compilation dominates these tests on a CPU, so one workdir and one `Codec` are built per pytest
 process (module-level caches) and shared by test_stream.py, test_codec_cli.py and test_report.py;
-the `Codec`'s jitted functions are shared too (stream.py caches them per model config).
+the `Codec`'s jitted functions are shared too (runtime.py caches them per model config).
 """
 import atexit
 import dataclasses
@@ -18,7 +18,7 @@ from flax import nnx
 
 from configs import musicnet
 from sparse_jax import checkpoint, train_step
-from sparse_jax.codec import stream
+from sparse_jax.codec import runtime
 from sparse_jax.model import SparseCodec
 
 
@@ -74,8 +74,8 @@ def other_workdir() -> str:
 
 
 @functools.cache
-def tiny_codec() -> stream.Codec:
-  return stream.Codec.from_workdir(tiny_workdir())
+def tiny_codec() -> runtime.Codec:
+  return runtime.Codec.from_workdir(tiny_workdir())
 
 
 def scratch_dir(name: str) -> str:

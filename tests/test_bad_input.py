@@ -9,16 +9,17 @@ import subprocess
 import sys
 import threading
 
+import codec_fixtures
 import numpy as np
 import pytest
 import soundfile as sf
 
-import codec_fixtures
 from benchmarks.hostile import hostile_sjx
 from sparse_jax import __main__ as entry
 from sparse_jax import api, audio_io, diagnostics
-from sparse_jax.codec import cli, sjx
+from sparse_jax.cli import commands as cli
 from sparse_jax.codec import events as events_lib
+from sparse_jax.codec import sjx
 from sparse_jax.data import subset
 from sparse_jax.errors import UserError
 
@@ -94,7 +95,7 @@ def test_info_summarises_many_windows(capsys, tmp_path):
   sjx.write(path, events)
   code, out, _ = run(capsys, ["info", path])
   assert code == 0
-  line = [l for l in out.splitlines() if l.startswith("events_per_window ")][0]
+  line = [x for x in out.splitlines() if x.startswith("events_per_window ")][0]
   assert "min 1, median 1, max 1 over 500 windows" in line and len(line) < 200
   code, out, _ = run(capsys, ["info", path, "--json"])
   assert code == 0 and out.count("\n") < 600

@@ -1,4 +1,4 @@
-"""Tests for the codec command line (sparse_jax/codec/cli.py), run in-process through `cli.main`."""
+"""Tests for the codec command line (sparse_jax/cli/commands.py), run in-process through `cli.main`."""
 import argparse
 import io
 import json
@@ -9,13 +9,14 @@ import subprocess
 import sys
 import zlib
 
+import codec_fixtures
 import numpy as np
 import pytest
 import soundfile as sf
 
-import codec_fixtures
 from sparse_jax import audio_io
-from sparse_jax.codec import cli, edit, sjx
+from sparse_jax.cli import commands as cli
+from sparse_jax.codec import edit, sjx
 from sparse_jax.codec import events as sjx_events
 
 
@@ -398,7 +399,7 @@ def test_existing_output_is_refused_without_force_before_the_model(capsys, tmp_p
 def test_force_passes_the_output_check(capsys, tmp_path, flag):
   # With --force the output check passes and the next problem is the bogus workdir (or, for edit,
   # there is none: the file is replaced).
-  for argv, existing in _existing_output_cases(tmp_path):
+  for argv, _ in _existing_output_cases(tmp_path):
     code, _, err = run(capsys, *argv, flag)
     if argv[0] == "edit":
       assert code == 0, (argv, err)
@@ -456,7 +457,7 @@ def test_force_overwrites_real_outputs(capsys, workdir, encoded, tmp_path):
 
 def own_events_wav(codec, path, seconds=1.5, sample_rate=44100, channels=2):
   """A stereo 44.1 kHz file of the untrained model's own events: something it keeps events of."""
-  from test_stream import own_events  # pylint: disable=g-import-not-at-top
+  from test_stream import own_events
   mono = own_events(codec, int(seconds * codec.sample_rate), every=7)
   audio = audio_io.resample(0.5 * mono / np.abs(mono).max(), codec.sample_rate, sample_rate)
   sf.write(path, np.repeat(audio[:, None], channels, 1), sample_rate, subtype="FLOAT")
@@ -469,9 +470,10 @@ def rich(codec, tmp_path_factory):
 
 
 def test_version_and_the_console_command(capsys):
-  import tomllib  # pylint: disable=g-import-not-at-top
-  import sparse_jax  # pylint: disable=g-import-not-at-top
-  from sparse_jax import __main__ as entry  # pylint: disable=g-import-not-at-top
+  import tomllib
+
+  import sparse_jax
+  from sparse_jax import __main__ as entry
   with pytest.raises(SystemExit) as exit_info:
     entry.main(["--version"])
   assert exit_info.value.code == 0
@@ -480,11 +482,14 @@ def test_version_and_the_console_command(capsys):
   with open(os.path.join(root, "pyproject.toml"), "rb") as f:
     project = tomllib.load(f)["project"]
   assert project["scripts"]["sparse-jax"] == "sparse_jax.__main__:main"
-  # Every requirement of requirements.txt is a dependency of the package (or an extra).
-  declared = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
+  # requirements.txt (what `make setup` installs) is the core plus every extra, no more.
+  extras = project["optional-dependencies"]
+  declared = set(project["dependencies"]) | {r for name, reqs in extras.items() if name != "all"
+                                             for r in reqs}
   with open(os.path.join(root, "requirements.txt")) as f:
     wanted = [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
-  assert sorted(wanted) == sorted(declared)
+  assert len(wanted) == len(set(wanted)) and set(wanted) == declared
+  assert extras["all"] == [f"sparse-jax[{','.join(n for n in extras if n != 'all')}]"]
 
 
 def test_kbps_chooses_the_events_per_window(capsys, workdir, codec, rich, tmp_path):

@@ -2,15 +2,18 @@
 import os
 import zipfile
 
+import codec_fixtures
 import jax
 import numpy as np
 import pytest
-
-import codec_fixtures
 import synthetic
+
 from sparse_jax import api, generator, pretrained
-from sparse_jax.codec import cli
+from sparse_jax.cli import commands as cli
 from sparse_jax.errors import UserError
+
+# Part of `make test` (CI), not of `make test-fast`: compiles the shipped model.
+pytestmark = pytest.mark.slow
 
 # configs/pretrained.py's generator, as `python -m sparse_jax info --config configs/pretrained.py`
 # counts it.
@@ -54,7 +57,7 @@ def test_one_event_of_the_shipped_model_matches_its_golden_values(shipped):
 def test_encode_and_decode_need_no_workdir_and_give_back_the_input_format(tmp_path, capsys):
   """A 44.1 kHz stereo recording comes back 44.1 kHz stereo at its own level (RMS within 1 dB),
   through the file and through the one-step round trip; --model-format keeps the raw output."""
-  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  import soundfile as sf
   wav = str(tmp_path / "x.wav")
   left = synthetic.note_sequence(2 * 44100, 44100, seed=3)
   right = synthetic.note_sequence(2 * 44100, 44100, seed=4)
@@ -161,7 +164,7 @@ def test_a_damaged_or_hostile_generator_file_is_one_line(tiny_files, tmp_path, d
       for name in z.namelist():
         out.writestr(name, z.read(name))
       # An object array: loading it would unpickle (run code); it must be refused.
-      import io  # pylint: disable=g-import-not-at-top
+      import io
       buf = io.BytesIO()
       np.save(buf, np.array([{"x": 1}], dtype=object), allow_pickle=True)
       out.writestr("p/zz_evil.npy", buf.getvalue())
@@ -191,7 +194,7 @@ def test_export_refuses_a_missing_folder_and_writes_nothing_on_failure(tiny_file
 
 
 def test_the_codec_reads_only_the_generator_of_a_checkpoint():
-  from sparse_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from sparse_jax import checkpoint
   workdir = codec_fixtures.tiny_workdir()
   _, _, g_params, model_id, step = checkpoint.restore_generator(workdir)
   _, _, state, extra = checkpoint.restore_train_state(workdir)

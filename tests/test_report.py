@@ -1,16 +1,22 @@
-"""Tests for the HTML report (sparse_jax/codec/report.py and its timeline, figures and page):
+"""Tests for the HTML report (sparse_jax/report/: assemble, timeline, figures and page):
 t-SNE, files, and that it renders."""
 import os
 import re
 import shutil
 import subprocess
 
+import codec_fixtures
 import numpy as np
 import pytest
-
-import codec_fixtures
 import synthetic
-from sparse_jax.codec import cli, figures, report, timeline
+
+from sparse_jax import files
+from sparse_jax.cli import commands as cli
+from sparse_jax.report import assemble as report
+from sparse_jax.report import figures, timeline
+
+# Part of `make test` (CI), not of `make test-fast`: builds whole reports (t-SNE, MP3s, figures).
+pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -68,7 +74,7 @@ def twelve_seconds(sample_rate, seed=0):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
   """A report of the whole of a 12 s file, built through the command line."""
-  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  import soundfile as sf
   folder = tmp_path_factory.mktemp("report")
   codec = codec_fixtures.tiny_codec()
   audio = twelve_seconds(codec.sample_rate)
@@ -93,7 +99,7 @@ def test_report_covers_the_whole_file_and_stays_light(built, capsys):
   assert sorted(os.listdir(out)) == sorted(names + ["index.html"])  # nothing else in the folder
   assert "http:" not in page and "https:" not in page and "<script src" not in page
   # The whole file: 12 s, every window, points up to the end of the timeline.
-  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  import soundfile as sf
   codec = codec_fixtures.tiny_codec()
   for name, _ in report.AUDIO_FILES:
     assert abs(sf.info(str(out / name)).duration - 12.0) < 0.05, name
@@ -117,7 +123,7 @@ def test_report_covers_the_whole_file_and_stays_light(built, capsys):
 
 
 def test_report_prints_its_progress(tmp_path, capsys):
-  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  import soundfile as sf
   codec = codec_fixtures.tiny_codec()
   wav = str(tmp_path / "short.wav")
   sf.write(wav, twelve_seconds(codec.sample_rate)[:3 * codec.sample_rate], codec.sample_rate)
@@ -133,18 +139,20 @@ def test_report_prints_its_progress(tmp_path, capsys):
 
 def test_figures_have_axes_with_units(built):
   """The figure functions label what they plot (read back from matplotlib, not from pixels)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure
   labels = []
-  original = figures._save
+  original = Figure.savefig
 
-  def keep(fig, path):
+  def keep(fig, path, *args, **kwargs):  # matplotlib's own seam: what each figure saves
     for ax in fig.axes:
-      labels.append((os.path.basename(path), ax.get_xlabel(), ax.get_ylabel(), ax.get_title()))
-    original(fig, path)
+      labels.append((os.path.basename(str(path)), ax.get_xlabel(), ax.get_ylabel(),
+                     ax.get_title()))
+    return original(fig, path, *args, **kwargs)
 
-  figures._save = keep
+  Figure.savefig = keep
   try:
     shares = np.array([[1.0, 0.8, 0.7], [1.0, 0.9, 0.85]])
     figures.energy_png(os.devnull, shares, np.array([2, 2]), 0, "window 1")
@@ -152,15 +160,15 @@ def test_figures_have_axes_with_units(built):
                           ["input", "after step 1"], 22050, 64, "title")
     figures.vectors_png(os.devnull, np.zeros((3, 8)), "vectors")
   finally:
-    figures._save = original
+    Figure.savefig = original
     plt.close("all")
-  energy = [l for l in labels if l[3].startswith("Energy removed")]
+  energy = [a for a in labels if a[3].startswith("Energy removed")]
   assert energy and energy[0][1].startswith("removal step") and energy[0][2] == "energy removed (%)"
-  residual_axes = [l for l in labels if l[3] in ("input", "after step 1")]
-  assert all(l[1] == "time in window (s)" for l in residual_axes)
+  residual_axes = [a for a in labels if a[3] in ("input", "after step 1")]
+  assert all(a[1] == "time in window (s)" for a in residual_axes)
   assert residual_axes[0][2] == "frequency (kHz)"
-  assert any("dB" in l[2] for l in labels)  # the shared colour bar
-  assert any(l[1] == "vector dimension" and l[2] == "event (removal order)" for l in labels)
+  assert any("dB" in a[2] for a in labels)  # the shared colour bar
+  assert any(a[1] == "vector dimension" and a[2] == "event (removal order)" for a in labels)
 
 
 def test_a_finished_report_replaces_the_old_folder_in_one_step(tmp_path):
@@ -170,12 +178,12 @@ def test_a_finished_report_replaces_the_old_folder_in_one_step(tmp_path):
   fresh = tmp_path / ".r.tmp"
   fresh.mkdir()
   (fresh / "index.html").write_text("new")
-  report._replace_dir(str(fresh), str(target))
+  files.replace_folder(str(fresh), str(target), "the report")
   assert os.listdir(target) == ["index.html"] and os.listdir(tmp_path) == ["r"]
   (tmp_path / "file").write_text("x")
   fresh.mkdir()
   with pytest.raises(report.UserError, match="is a file"):
-    report._replace_dir(str(fresh), str(tmp_path / "file"))
+    files.replace_folder(str(fresh), str(tmp_path / "file"), "the report")
 
 
 def _chromium(tmp_path, *args, **kwargs):
@@ -188,7 +196,7 @@ def _chromium(tmp_path, *args, **kwargs):
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium is not installed")
 def test_report_renders_in_headless_chromium(built, tmp_path):
-  import matplotlib.image  # pylint: disable=g-import-not-at-top
+  import matplotlib.image
   out, _ = built
   shot = tmp_path / "shot.png"
   _chromium(tmp_path, f"--screenshot={shot}", "--window-size=900,2400",
@@ -236,13 +244,13 @@ def test_report_summary_has_the_representation_health_figures(built):
 def test_written_shares_follow_the_kept_events_at_their_gains():
   # A window of input 4 everywhere; step 0 keeps an event of 1, step 1 none (dropped by the
   # refit), step 2 one of 5 (an overshoot): residual L1 shares 1, 3/4, 3/4, |4 - 6| / 4 = 1/2.
-  from sparse_jax.codec import report, stream
+  from sparse_jax.codec import encode
   spec = np.full((3, 8), 4.0)
   events = np.stack([np.full((3, 8), 1.0), np.full((3, 8), 5.0)])
-  trace = stream.WindowTrace(w=0, start=0, spec_in_FxN=spec, residual_FxN=spec - events.sum(0),
+  trace = encode.WindowTrace(w=0, start=0, spec_in_FxN=spec, residual_FxN=spec - events.sum(0),
                              event_specs_KxFxN=events, steps_K=np.array([0, 2]))
-  np.testing.assert_allclose(report._written_shares(trace, half=4), [1, 0.75, 0.75, 0.5])
-  silent = stream.WindowTrace(w=1, start=0, spec_in_FxN=np.zeros((3, 8)),
+  np.testing.assert_allclose(report.written_shares(trace, half=4), [1, 0.75, 0.75, 0.5])
+  silent = encode.WindowTrace(w=1, start=0, spec_in_FxN=np.zeros((3, 8)),
                               residual_FxN=np.zeros((3, 8)), event_specs_KxFxN=np.zeros((0, 3, 8)),
                               steps_K=np.zeros(0, np.int64))
-  np.testing.assert_array_equal(report._written_shares(silent, half=4), [0.0])
+  np.testing.assert_array_equal(report.written_shares(silent, half=4), [0.0])

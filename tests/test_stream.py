@@ -1,4 +1,4 @@
-"""Tests for the streaming codec (sparse_jax/codec/stream.py) on an untrained ':tiny' model.
+"""Tests for the streaming codec (sparse_jax/codec/encode.py, runtime.py) on an untrained ':tiny' model.
 
 The model is untrained, so events do not land on clicks; the tests check the mechanics instead:
 window coverage, absolute frames, the residual write-back, decode placement, stopping rules,
@@ -7,14 +7,14 @@ the decoded audio worse than silence.  Since the refit drops every event that do
 long input is made of the model's own events (which its events can explain).  ':tiny' windows
 are 2^14 samples (256 frames of hop 64), sliding by 2^13 samples (128 frames).
 """
+import codec_fixtures
 import numpy as np
 import pytest
 
-import codec_fixtures
-from sparse_jax import metrics
+from sparse_jax import metrics, progress
+from sparse_jax.codec import encode, sjx
 from sparse_jax.codec import events as events_lib
 from sparse_jax.codec import gains as gains_lib
-from sparse_jax.codec import sjx, stream
 from sparse_jax.errors import UserError
 
 
@@ -102,7 +102,7 @@ def test_shared_spectrogram_and_residual_write_back(codec, long_encoding):
   padded = np.concatenate([audio, np.zeros(len(seen) * half * codec.hop + codec.n_samples)])
   whole = metrics.stft_magnitude(padded, codec.window, codec.hop).astype(np.float32)
   np.testing.assert_allclose(seen[0][2], whole[:, :codec.n_frames], rtol=1e-6, atol=1e-6)
-  for (_, _, _, prev_residual), (w, start, spec, _) in zip(seen, seen[1:]):
+  for (_, _, _, prev_residual), (_, start, spec, _) in zip(seen, seen[1:]):
     # First half: exactly the previous window's final residual (second half), written back.
     np.testing.assert_array_equal(spec[:, :half], prev_residual[:, half:])
     # Second half: the untouched whole-file spectrogram.
@@ -304,7 +304,7 @@ def test_default_file_bitrate_at_full_size():
   sr, hop, n_window = 22050, 256, 2**17
   half = n_window // hop // 2
   n_audio = 60 * sr
-  n_windows = -(-(-(-n_audio // hop)) // half)
+  n_windows = -(-(-(-n_audio // hop)) // half)  # noqa: B002  (ceil(ceil(T / hop) / half))
   frames = np.concatenate([w * half + rng.integers(0, half, 32) for w in range(n_windows)])
   frames = frames[frames < n_audio // hop]
   events = events_lib.EventSet(
@@ -323,7 +323,7 @@ def test_progress_bar_counts_to_its_total(monkeypatch):
   import io
   import sys
   monkeypatch.setattr(sys, "stderr", io.StringIO())
-  bar = stream.Progress(20, "encoding", unit="window")
+  bar = progress.Progress(20, "encoding", unit="window")
   for i in range(1, 21):
     bar.update(i)
   bar.close()
@@ -400,10 +400,10 @@ def test_window_level_does_not_change_the_events(codec):
 
 def test_level_scale_is_the_training_normalisation():
   # Training divides by the positive peak (data/segments.py).
-  assert stream._level_scale(np.array([0.1, -0.3, 0.5], np.float32)) == pytest.approx(2.0)
+  assert encode.level_scale(np.array([0.1, -0.3, 0.5], np.float32)) == pytest.approx(2.0)
   # A lopsided window is divided by a quarter of its absolute peak at most, not by ~0.
-  assert stream._level_scale(np.array([1e-6, -0.8], np.float32)) == pytest.approx(5.0)
-  assert stream._level_scale(np.zeros(4, np.float32)) == 0.0
+  assert encode.level_scale(np.array([1e-6, -0.8], np.float32)) == pytest.approx(5.0)
+  assert encode.level_scale(np.zeros(4, np.float32)) == 0.0
 
 
 def test_no_event_sounds_before_its_frame(codec):

@@ -1,5 +1,13 @@
-"""The codec layer: encoded events as data, their `.sjx` file format, and edits on them.
+"""The codec layer: a trained model as a codec, and its events as data.
 
-`events.EventSet` is the in-memory container, `sjx` reads and writes it as a compact binary file,
-and `edit` holds pure EventSet -> EventSet transformations (and a hand-editable JSON table).
+  events.py    `EventSet`, the in-memory container of one encoded file
+  sjx.py       the `.sjx` file (docs/format.md): read, write, and the grid a file stores
+  edit.py      pure EventSet -> EventSet edits, and a hand-editable JSON table
+  gains.py     the gain refit and the never-worse guarantee of each window
+  runtime.py   `Codec`: loading a model, its compiled functions, rendering, decoding
+  encode.py    the streaming encoder (drives a `Codec` window by window)
+  refine.py    encode-time refinement of a plain encode (imports runtime's codec, sjx, gains)
+
+Consumers live beside it: the report (`sparse_jax/report/`), the command line
+(`sparse_jax/cli/`) and the Python API (`sparse_jax/api.py`).
 """

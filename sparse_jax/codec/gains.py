@@ -127,7 +127,9 @@ class SafeScale:
                resolutions):
     self.resolutions = tuple(resolutions)
     self.start, self.length, self.n_audio = int(start), contribution_L.size, int(n_audio)
-    self._spans, self._views, self._contrib = [], [], []
+    self._spans: list = []
+    self._views: list = []
+    self._contrib: list = []
     for window, hop in self.resolutions:
       # Frame t reads samples [hop t, hop t + window): keep those that overlap the contribution.
       first = max(0, -(-(self.start - window + 1) // hop))

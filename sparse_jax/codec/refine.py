@@ -48,7 +48,9 @@ import optax
 from flax import nnx
 
 from sparse_jax import audio_io, signal
+from sparse_jax import progress as progress_lib
 from sparse_jax.codec import gains as gains_lib
+from sparse_jax.codec import sjx
 from sparse_jax.errors import UserError
 
 # A batch renders at most this many event samples (events x window length) per step: 128
@@ -74,7 +76,7 @@ LOG_FLOOR = 0.01
 # The largest --refine: a guard against a typo of days of compute.
 MAX_STEPS = 10_000
 
-_JIT_CACHE = {}
+_JIT_CACHE: dict = {}
 
 
 @dataclasses.dataclass
@@ -188,7 +190,8 @@ def _make_refine_fns(codec, resolutions, pad: int):
     params = state["params"]
     # The windows are independent problems: the gradient of the sum is each one's own gradient.
     (_, l_B), grads = jax.value_and_grad(
-        lambda p: (lambda l: (l.sum(), l))(loss_B(model, p, data, targets)), has_aux=True)(params)
+        lambda p: (lambda each: (each.sum(), each))(loss_B(model, p, data, targets)),
+        has_aux=True)(params)
     better_B = l_B < state["best_loss"]
     better_E = better_B[data["window_E"]]
     pick = lambda new, old: jnp.where(better_E.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
@@ -211,7 +214,7 @@ def _make_refine_fns(codec, resolutions, pad: int):
 
 
 def _refine_fns(codec, resolutions, pad):
-  key = (codec._key, resolutions, pad)  # pylint: disable=protected-access
+  key = (codec._key, resolutions, pad)
   fns = _JIT_CACHE.get(key)
   if fns is None:
     fns = _JIT_CACHE[key] = _make_refine_fns(codec, resolutions, pad)
@@ -256,13 +259,12 @@ class _Window:
 
 
 def refine(codec, audio_T, events, info, n_steps: int, *, bits, progress: bool = False):
-  """Refines a plain encode (`Codec.encode`'s events and EncodeInfo) by N Adam steps per window.
+  """Refines a plain encode (`encode.encode`'s events and EncodeInfo) by N Adam steps per window.
 
   Returns:
     (events, info): the refined EventSet (flagged `refined`) and the EncodeInfo updated for it
     (alpha, decoded errors, event windows and steps; `info.refine` a RefineInfo).
   """
-  from sparse_jax.codec import stream  # pylint: disable=g-import-not-at-top
   t_start = time.time()
   audio_T = np.asarray(audio_T, np.float32).reshape(-1)
   hop, n = codec.hop, codec.n_samples
@@ -295,11 +297,12 @@ def refine(codec, audio_T, events, info, n_steps: int, *, bits, progress: bool =
   # One pass over the two colours.  Splitting the N steps over two or three passes (each window's
   # Adam restarting in its neighbours' new context) was measured worse: 0.124 against 0.142 mean
   # explained at N = 30 on the clips of LR_VECTORS's note.
-  bar = stream.Progress(len(batches) * (n_steps + 1), "refining",
-                        enabled=progress and n_steps > 0 and bool(batches), unit="step")
+  bar = progress_lib.Progress(len(batches) * (n_steps + 1), "refining",
+                              enabled=progress and n_steps > 0 and bool(batches), unit="step")
   done = 0
-  prepare, step = _refine_fns(codec, resolutions, pad) if batches and n_steps else (None, None)
-  for ws in batches:  # every even-window batch, then every odd-window one
+  if batches and n_steps:
+    prepare, step = _refine_fns(codec, resolutions, pad)
+  for ws in batches if n_steps else ():  # every even-window batch, then every odd-window one
     data, target_BxL, state, spans = _batch(codec, windows, ws, budget, pad, audio_T, current_T,
                                             contrib)
     targets = prepare(target_BxL)
@@ -316,9 +319,9 @@ def refine(codec, audio_T, events, info, n_steps: int, *, bits, progress: bool =
     for i, (w, (lo, hi)) in enumerate(zip(ws, spans)):
       win = windows[w]
       loss_start_W[w], loss_end_W[w] = float(first[i]), float(best_loss[i])
-      vectors, fine = stream._snap_to_file(  # pylint: disable=protected-access
+      vectors, fine = sjx.snap_to_file(
           best["vectors"][lo:hi], hop * np.clip(best["fine"][lo:hi], -1.0, 1.0), hop, bits)
-      gains = stream._file_gains(np.exp(best["log_gains"][lo:hi].astype(np.float64)))  # pylint: disable=protected-access
+      gains = sjx.file_gains(np.exp(best["log_gains"][lo:hi].astype(np.float64)))
       windows[w] = dataclasses.replace(win, vectors_KxD=vectors, gains_K=gains, fine_K=fine)
       new = codec.render(vectors, win.frames_K, gains, fine).sum(0)
       _add_at(current_T, win.start * hop, new - contrib[w])
@@ -401,16 +404,14 @@ def _batch(codec, windows, ws, budget, pad, audio_T, current_T, contrib):
 def _candidate(codec, padded_T, decoded_T, start, n_audio, resolutions, unit_KxT, gains_K):
   """A window's events through the guarantee of `gains.py`: its alpha and decoded error.
 
-  The same steps as the plain encoder's (`Codec._fit_window`): the alpha in [0, 1] that lowers the
+  The same steps as the plain encoder's (`encode._fit_window`): the alpha in [0, 1] that lowers the
   decoded error most without raising it at any resolution, applied to the float16 gains the file
   will hold, and checked again on those.
   """
-  from sparse_jax.codec import stream  # pylint: disable=g-import-not-at-top
   check = gains_lib.SafeScale(padded_T, decoded_T, gains_lib.mix(gains_K, unit_KxT), start,
                               n_audio, resolutions)
   alpha = check.best_alpha()
-  final_K = (stream._file_gains(alpha * gains_K) if alpha > 0  # pylint: disable=protected-access
-             else np.zeros(gains_K.size))
+  final_K = sjx.file_gains(alpha * gains_K) if alpha > 0 else np.zeros(gains_K.size)
   contribution_T = gains_lib.mix(final_K, unit_KxT)
   after = check.errors_with(contribution_T)
   if alpha > 0 and not check.acceptable(after[None])[0]:
@@ -467,7 +468,7 @@ def _guarantee(codec, audio_T, events, info, n_steps, windows, plain_contrib, lo
       rows[key].append(chosen[key])
 
   # The file-level check: the whole decoded file against the plain one, at every resolution.
-  from sparse_jax import metrics  # pylint: disable=g-import-not-at-top
+  from sparse_jax import metrics
   x_T = audio_T.astype(np.float64)
   error = lambda y_T, r: float(np.abs(metrics.stft_magnitude(x_T, *r) -
                                       metrics.stft_magnitude(y_T[:n_audio], *r)).sum())

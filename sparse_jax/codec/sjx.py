@@ -134,7 +134,7 @@ def max_audio_samples(last_frame, n_events, hop, window_samples):
 # Quantisers.  Each is a pair (quantise, dequantise) shared by the writer and the error bounds.
 
 
-def _vector_scales(vectors_ExD, bits):
+def vector_scales(vectors_ExD, bits):
   """float16 (E,): per-event scales s with max|v| / s <= Q, so no value is clipped.
 
   The scale is stored as float16; rounding max|v| / Q to float16 may round it down, which would
@@ -149,7 +149,7 @@ def _vector_scales(vectors_ExD, bits):
   return scales_E
 
 
-def _quantise_vectors(vectors_ExD, scales_E, bits):
+def quantise_vectors(vectors_ExD, scales_E, bits):
   """Symmetric uniform quantisation of each event vector with its own scale."""
   q = _levels(bits)
   s = scales_E.astype(np.float64)[:, None]
@@ -158,20 +158,20 @@ def _quantise_vectors(vectors_ExD, scales_E, bits):
   return np.clip(np.rint(ratio), -q, q).astype(_vector_dtype(bits))
 
 
-def _dequantise_vectors(codes_ExD, scales_E):
+def dequantise_vectors(codes_ExD, scales_E):
   return (codes_ExD.astype(np.float64) * scales_E.astype(np.float64)[:, None]).astype(np.float32)
 
 
-def _quantise_offsets(offsets_E, hop):
+def quantise_offsets(offsets_E, hop):
   return np.clip(np.rint(offsets_E.astype(np.float64) / hop * OFFSET_LEVELS),
                  -OFFSET_LEVELS, OFFSET_LEVELS).astype(np.int8)
 
 
-def _dequantise_offsets(codes_E, hop):
+def dequantise_offsets(codes_E, hop):
   return (codes_E.astype(np.float64) * hop / OFFSET_LEVELS).astype(np.float32)
 
 
-def _quantise_gains(gains_E):
+def quantise_gains(gains_E):
   return np.minimum(gains_E.astype(np.float64), FLOAT16_MAX).astype(np.float16)
 
 
@@ -197,7 +197,7 @@ def quantisation_error_bound(events, bits=8):
         2^-25 near zero) plus the clamp at 65504 for larger gains.
   """
   _check_bits(bits)
-  scales_E = _vector_scales(events.vectors, bits).astype(np.float64)
+  scales_E = vector_scales(events.vectors, bits).astype(np.float64)
   top_E = scales_E * _levels(bits)
   peak_E = (np.abs(events.vectors).max(axis=1).astype(np.float64) if events.vectors.size
             else np.zeros(len(events)))
@@ -208,6 +208,33 @@ def quantisation_error_bound(events, bits=8):
   gain_E = np.maximum(g * 2.0**-11, 2.0**-25) + np.maximum(g - FLOAT16_MAX, 0.0)
   offset = events.hop / (2 * OFFSET_LEVELS) * (1 + f32_eps) + events.hop * f32_eps
   return {"vector": vector_E, "offset": offset, "gain": gain_E}
+
+
+def snap_to_file(vectors_KxD, offsets_K, hop: int, bits: int | None):
+  """The vectors and offsets a `.sjx` file of `bits` stores for these (None: unchanged).
+
+  The writer's own quantisers, so the encoder checks the audio the file decodes to.
+  Re-quantising a snapped vector can move its per-event scale once (the scale is the float16 just
+  above max|v| / Q), so it is applied until nothing changes, which makes the file's round trip
+  of the result exact.
+  """
+  vectors_KxD = np.asarray(vectors_KxD, np.float32)
+  offsets_K = np.asarray(offsets_K, np.float32)
+  if bits is None or not vectors_KxD.size:
+    return vectors_KxD, offsets_K
+  for _ in range(4):
+    scales_K = vector_scales(vectors_KxD, bits)
+    snapped = dequantise_vectors(quantise_vectors(vectors_KxD, scales_K, bits), scales_K)
+    if np.array_equal(snapped, vectors_KxD):
+      break
+    vectors_KxD = snapped
+  offsets_K = dequantise_offsets(quantise_offsets(offsets_K, hop), hop)
+  return vectors_KxD, offsets_K
+
+
+def file_gains(gains_K) -> np.ndarray:
+  """The gains a `.sjx` file stores (float16), as float64."""
+  return quantise_gains(np.asarray(gains_K)).astype(np.float64)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,17 +347,17 @@ def encode_bytes(events, bits=8, version=VERSION):
   ev = _fill_silence(events.sorted())
   deltas = np.diff(ev.frames, prepend=np.int64(0)) if len(ev) else np.zeros(0, np.int64)
   frame_column = _encode_varints(deltas)
-  scales_E = _vector_scales(ev.vectors, bits)
+  scales_E = vector_scales(ev.vectors, bits)
   fields = [MAGIC, version, ev.sample_rate, ev.hop, ev.window_samples, _pack_length(ev),
             ev.event_dim, ev.events_per_window | (REFINED_FLAG if ev.refined else 0), len(ev), bits,
             ev.model_id, len(frame_column)]
   header = _HEADERS[version].pack(*fields + ([file_level(ev.level)] if version >= 2 else []))
   body = b"".join([
       frame_column,
-      _quantise_offsets(ev.offsets, ev.hop).tobytes(),
-      _quantise_gains(ev.gains).astype("<f2").tobytes(),
+      quantise_offsets(ev.offsets, ev.hop).tobytes(),
+      quantise_gains(ev.gains).astype("<f2").tobytes(),
       scales_E.astype("<f2").tobytes(),
-      _quantise_vectors(ev.vectors, scales_E, bits).tobytes(),
+      quantise_vectors(ev.vectors, scales_E, bits).tobytes(),
   ])
   data = header + body
   out = data + struct.pack("<I", zlib.crc32(data))
@@ -493,8 +520,8 @@ def decode_bytes(data, expected_model_id=None, name="<bytes>", max_seconds=None)
 
   try:
     events = events_lib.EventSet(
-        frames=frames.astype(np.int64), offsets=_dequantise_offsets(offset_codes, hop),
-        gains=gains.astype(np.float32), vectors=_dequantise_vectors(codes, scales),
+        frames=frames.astype(np.int64), offsets=dequantise_offsets(offset_codes, hop),
+        gains=gains.astype(np.float32), vectors=dequantise_vectors(codes, scales),
         sample_rate=sample_rate, hop=hop, window_samples=window_samples,
         n_audio_samples=n_audio_samples, model_id=model_id, events_per_window=events_per_window,
         refined=refined, source_sample_rate=source_sample_rate, source_channels=source_channels,

@@ -65,7 +65,7 @@ def run(pairs, fn, *, force: bool, desc: str, enabled: bool = True) -> list:
         raise UserError(f"{dst}: already exists; pass --force (-f) to overwrite it")
       os.makedirs(os.path.dirname(dst), exist_ok=True)
       fn(src, dst)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       failures.append((rel, _reason(e, src)))
     bar.update(1)
   bar.close()

@@ -23,7 +23,7 @@ svg circle[data-start] { cursor: pointer; }
 svg circle { stroke: #222; stroke-width: 0.6; }
 svg circle[data-start]:hover, svg circle.playing { stroke-width: 2.5; }
 .note { color: #666; font-size: 0.9em; }
-""" % (PAGE_WIDTH_PX + 24)
+""" % (PAGE_WIDTH_PX + 24)  # noqa: UP031  (the CSS is full of braces: %-formatting)
 
 # Clicking a point plays its clip out of the one sprite file and stops at the clip's end.
 _SCRIPT = """

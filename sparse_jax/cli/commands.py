@@ -60,12 +60,12 @@ INFO_MAX_WINDOWS_LISTED = 64
 def load_codec(model):
   """The Python API's cached codec (imported here: the API brings JAX, which a command that fails
   on its arguments never needs)."""
-  from sparse_jax import api  # pylint: disable=g-import-not-at-top
+  from sparse_jax import api
   return api.load_codec(model)
 
 
 def _api():
-  from sparse_jax import api  # pylint: disable=g-import-not-at-top
+  from sparse_jax import api
   return api
 
 
@@ -129,7 +129,7 @@ def _check_distinct(src, dst):
 
 def _read_events(path, max_seconds=None):
   """(EventSet, bits per vector value, file bytes) of a `.sjx` file or standard input (`-`)."""
-  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import sjx
   _check_max_seconds(max_seconds)
   # Header offset 32 holds the bits; the reader accepted the file, so it is there.
   if path == STDIO:
@@ -145,7 +145,7 @@ def _read_events(path, max_seconds=None):
 
 def _write_events(path, events, bits):
   """Writes a `.sjx` file (atomically) or its bytes to standard output; returns the byte count."""
-  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import sjx
   if path == STDIO:
     data = sjx.encode_bytes(events, bits)
     sys.stdout.buffer.write(data)
@@ -197,7 +197,7 @@ def _fit_to_format(audio, args, ext):
   if args.rescale and peak > RESCALE_PEAK:
     audio = audio * np.float32(RESCALE_PEAK / peak)
     return audio, f", rescaled by {RESCALE_PEAK / peak:.3f} (peak was {peak:.2f})", 0
-  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  from sparse_jax import audio_io
   return audio, "", audio_io.clipped_samples(audio, subtype, ext)
 
 
@@ -208,7 +208,7 @@ def _clip_warning(name, clipped, n_samples):
 
 def _write_decoded(codec, events, args):
   """Decodes `events` into args.output (a file or `-`) with the decode options; prints a line."""
-  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  from sparse_jax import audio_io
   start = time.time()
   audio, rate = _api().decode(codec, events, model_format=args.model_format,
                               ignore_model_id=getattr(args, "ignore_model_id", False),
@@ -233,7 +233,7 @@ def _write_decoded(codec, events, args):
 
 def _format_note(events, model_format):
   """Why a decode is not in the recording's format, as a phrase ('' when it is)."""
-  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import sjx
   if model_format:
     return ", the model's raw output (--model-format)"
   if not events.source_sample_rate:
@@ -261,7 +261,7 @@ def _refine_steps(text):
   """--refine N as an int (0 when absent), or one line naming the fix."""
   if text is None:
     return 0
-  from sparse_jax.codec import refine  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import refine
   try:
     return refine.check_steps(text)
   except UserError as e:
@@ -269,7 +269,7 @@ def _refine_steps(text):
 
 
 def _encode_summary(args, name, events, info, n_bytes, seconds):
-  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import sjx
   duration = events.duration_seconds
   kbps = sjx.bitrate_kbps(n_bytes, duration_seconds=duration)
   target = f", target {args.kbps:g}" if args.kbps is not None else ""
@@ -318,8 +318,8 @@ def cmd_encode(args):
                       f"output or leave {used[0]} out")
   _check_distinct(args.input, args.output)
   options = _encode_options(args)
-  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
-  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  from sparse_jax import audio_io
+  from sparse_jax.codec import sjx
   codec = load_codec(args.workdir)
   audio, rate = audio_io.read_audio(sys.stdin.buffer if args.input == STDIO else args.input)
   start = time.time()
@@ -336,13 +336,14 @@ def cmd_encode(args):
 
 
 def _encode_folder(args, options):
-  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
-  from sparse_jax.codec import batch, sjx  # pylint: disable=g-import-not-at-top
+  from sparse_jax import audio_io
+  from sparse_jax.cli import folders
+  from sparse_jax.codec import sjx
   if args.sjx or args.original_format or args.model_format or args.rescale or args.float:
     raise UserError("a folder encodes to .sjx files; --sjx and the decode options apply to one "
                     "file (encode IN OUT.wav)")
-  batch.check_folders(args.input, args.output)
-  pairs = batch.plan(args.input, args.output, batch.AUDIO_IN_EXTENSIONS, ".sjx")
+  folders.check_folders(args.input, args.output)
+  pairs = folders.plan(args.input, args.output, folders.AUDIO_IN_EXTENSIONS, ".sjx")
   codec = load_codec(args.workdir)
 
   def encode_one(src, dst):
@@ -351,9 +352,9 @@ def _encode_folder(args, options):
     sjx.write(dst, _api().encode(codec, audio, rate, progress=not args.quiet, **options),
               bits=args.bits)
 
-  failures = batch.run(pairs, encode_one, force=args.force, desc="encoding",
+  failures = folders.run(pairs, encode_one, force=args.force, desc="encoding",
                        enabled=not args.quiet)
-  return batch.summarize(len(pairs), failures, args.output, "encoded")
+  return folders.summarize(len(pairs), failures, args.output, "encoded")
 
 
 def cmd_decode(args):
@@ -381,12 +382,13 @@ def _check_model_of(codec, events, args):
 
 
 def _decode_folder(args):
-  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
-  from sparse_jax.codec import batch, sjx  # pylint: disable=g-import-not-at-top
+  from sparse_jax import audio_io
+  from sparse_jax.cli import folders
+  from sparse_jax.codec import sjx
   _check_decode_options(args, "out.wav")
   _check_max_seconds(args.max_seconds)
-  batch.check_folders(args.input, args.output)
-  pairs = batch.plan(args.input, args.output, (".sjx",), ".wav")
+  folders.check_folders(args.input, args.output)
+  pairs = folders.plan(args.input, args.output, (".sjx",), ".wav")
   codec = load_codec(args.workdir)
   clipped_files = []
 
@@ -400,13 +402,13 @@ def _decode_folder(args):
     if clipped:
       clipped_files.append(os.path.relpath(src, args.input))
 
-  failures = batch.run(pairs, decode_one, force=args.force, desc="decoding",
+  failures = folders.run(pairs, decode_one, force=args.force, desc="decoding",
                        enabled=not args.quiet)
   if clipped_files:
     print(f"warning: {len(clipped_files)} file(s) clipped at full scale (first: "
           f"{clipped_files[0]}); pass --rescale (-r) to scale each below it, or --float to keep "
           "the peaks", file=sys.stderr)
-  return batch.summarize(len(pairs), failures, args.output, "decoded")
+  return folders.summarize(len(pairs), failures, args.output, "decoded")
 
 
 def _parse_drop(text):
@@ -462,7 +464,7 @@ def _imported(name, table, events, source):
 
 
 def cmd_edit(args):
-  from sparse_jax.codec import edit  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import edit
   _check_output(args.output, args.force)
   if args.export_json:
     _check_output(args.export_json, args.force)
@@ -530,7 +532,7 @@ def cmd_edit(args):
 
 def info_dict(path, max_seconds=None):
   """The summary that `info` prints, as a dict."""
-  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import sjx
   events, bits, size = _read_events(path, max_seconds)
   counts = events.window_counts
   duration = events.duration_seconds
@@ -563,7 +565,7 @@ def info_dict(path, max_seconds=None):
 
 def cmd_info(args):
   if args.config:  # the model's parameter counts (python -m sparse_jax info --config ...)
-    from sparse_jax import info as model_info  # pylint: disable=g-import-not-at-top
+    from sparse_jax import info as model_info
     print(json.dumps(model_info.parameter_counts_of_file(args.config), indent=2))
     return
   if not args.input:
@@ -605,8 +607,8 @@ def cmd_report(args):
                                            and args.max_seconds > 0):
     raise UserError(f"--max-seconds {args.max_seconds}: must be positive; pass e.g. "
                     "--max-seconds 10")
-  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
-  from sparse_jax.codec import report  # pylint: disable=g-import-not-at-top
+  from sparse_jax import audio_io
+  from sparse_jax.report import assemble as report
   codec = load_codec(args.workdir)
   audio = audio_io.load_audio(args.input, codec.sample_rate)
   max_samples = None if args.max_seconds is None else int(args.max_seconds * codec.sample_rate)
@@ -769,7 +771,7 @@ def build_parser():
 def run(args):
   """Runs a parsed command; returns the exit status: 0, 1 when files of a folder failed (they
   are listed), 2 and one `error:` line on UserError."""
-  from sparse_jax import diagnostics  # pylint: disable=g-import-not-at-top
+  from sparse_jax import diagnostics
   try:
     with diagnostics.without_xla_alarms():
       return args.fn(args) or 0

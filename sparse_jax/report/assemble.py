@@ -30,10 +30,10 @@ import uuid
 
 import numpy as np
 
-from sparse_jax import files, metrics
-from sparse_jax import representation
-from sparse_jax.codec import edit, figures, page, sjx, timeline
+from sparse_jax import files, metrics, representation
+from sparse_jax.codec import edit, sjx
 from sparse_jax.errors import UserError
+from sparse_jax.report import figures, page, timeline
 
 AUDIO_FILES = (
     ("original.mp3", "Original"),
@@ -57,7 +57,7 @@ PLAYER_PEAK = 0.99
 
 def _write_mp3(path, audio_T, sample_rate):
   """An MP3 player track, scaled below full scale if it would clip; returns the scale (1: none)."""
-  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  import soundfile as sf
   audio = np.asarray(audio_T, np.float32)
   peak = float(np.abs(audio).max()) if audio.size else 0.0
   scale = PLAYER_PEAK / peak if peak > PLAYER_PEAK else 1.0
@@ -82,19 +82,6 @@ def _event_clip(audio_T, sample_rate, max_len):
   return clip.astype(np.float32)
 
 
-def _replace_dir(tmp_dir, out_dir):
-  """Moves a finished report folder into place; an existing one is replaced only at the end."""
-  old = None
-  if os.path.exists(out_dir):
-    if not os.path.isdir(out_dir):
-      raise UserError(f"{out_dir}: is a file; the report is a folder: pass a folder path")
-    old = f"{out_dir}.old-{uuid.uuid4().hex[:8]}"
-    os.replace(out_dir, old)
-  os.replace(tmp_dir, out_dir)
-  if old:
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _residuals_after_steps(trace, n_steps: int, half: int):
   """A window's first-half residual |STFT| (F, H) before step 1 and after each of `n_steps`
   steps, less the spectra of the events the file keeps from those steps, at their final gains."""
@@ -105,7 +92,7 @@ def _residuals_after_steps(trace, n_steps: int, half: int):
     yield residual_FxH.copy()
 
 
-def _written_shares(trace, half: int) -> np.ndarray:
+def written_shares(trace, half: int) -> np.ndarray:
   """The window's first-half residual L1 as a share of its input's, before step 1 and after each
   step up to its last kept event (all 0 for a silent window, as `EncodeInfo.shares_WxS1`)."""
   l1 = float(np.abs(trace.spec_in_FxN[:, :half]).sum())
@@ -126,11 +113,11 @@ def _render_clips(codec, events, chosen):
   Returns ({index: clip} for the `chosen` events, the spectral centroid of every event in Hz):
   only the clips that go into events.mp3 are kept, so memory stays at one batch.
   """
-  from sparse_jax.codec import stream  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import runtime
   clips, centroids = {}, np.full(len(events), np.nan)
   max_len = min(codec.n_samples // 2, int(MAX_CLIP_S * codec.sample_rate))
-  for lo in range(0, len(events), stream.RENDER_BATCH):
-    hi = min(lo + stream.RENDER_BATCH, len(events))
+  for lo in range(0, len(events), runtime.RENDER_BATCH):
+    hi = min(lo + runtime.RENDER_BATCH, len(events))
     audio = codec.render(events.vectors[lo:hi], np.zeros(hi - lo, np.int32), events.gains[lo:hi],
                          np.zeros(hi - lo, np.float32))
     centroids[lo:hi] = representation.spectral_centroids_hz(audio, codec.sample_rate)
@@ -172,7 +159,7 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
 
   Args:
     audio_T: mono audio at the codec's sample rate.
-    codec: a `stream.Codec`.
+    codec: a `runtime.Codec`.
     out_dir: the report folder (created; an existing one is replaced once the new one is complete).
     seed: seed of the edit experiments, the t-SNE and the colour projection.
     max_samples: use at most this many samples (default: all of them).
@@ -203,24 +190,25 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
   # Every window's removal curve is taken from its trace too: what the file holds (the kept
   # events at their refit gains), not the model's loop before the refit, which can end below 0.
   half = codec.half
-  best = {"l1": -1.0}
+  best: dict = {"l1": -1.0}
   written_curves = {}
 
   def hook(trace):
     l1 = float(np.abs(trace.spec_in_FxN[:, :half]).sum())
-    written_curves[trace.w] = _written_shares(trace, half)
+    written_curves[trace.w] = written_shares(trace, half)
     if l1 > best["l1"]:
       best.update(l1=l1, trace=trace)
 
   n_windows = codec.windows_for(audio_T.size)[1]
   say(f"encoding {duration:.1f} s ({n_windows} windows)")
   start = time.time()
-  events, info = codec.encode(audio_T, return_info=True, window_hook=hook, progress=progress,
-                              refine=refine)
+  from sparse_jax import api
+  events, info = api.encode(codec, audio_T, return_info=True, window_hook=hook,
+                            progress=progress, refine=refine)
   encode_seconds = time.time() - start
   say(f"{len(events)} events; decoding the reconstruction and 3 edits")
   recon = codec.decode(events, progress=progress)
-  audio_files = AUDIO_FILES
+  audio_files: tuple = AUDIO_FILES
   if info.refine is not None:
     # The plain encode's reconstruction first, the refined one beside it (the events shown below
     # are the refined ones: what `encode --refine N` writes).
@@ -345,7 +333,7 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
                    "shown (--max-seconds).")
     with open(os.path.join(tmp_dir, "index.html"), "w") as f:
       f.write(page.page(summary, notes, svg, window_label, audio_files))
-    _replace_dir(tmp_dir, out_dir)
+    files.replace_folder(tmp_dir, out_dir, "the report")
   except BaseException:
     shutil.rmtree(tmp_dir, ignore_errors=True)
     raise

@@ -6,7 +6,7 @@ import html
 
 import numpy as np
 
-from sparse_jax.codec.page import PAGE_WIDTH_PX
+from sparse_jax.report.page import PAGE_WIDTH_PX
 
 
 def minmax_normalise(x_ExD: np.ndarray) -> np.ndarray:
@@ -40,7 +40,7 @@ def tsne_1d(x_ExD: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.nd
   if n < 5:
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     return centred @ vt[0]
-  import openTSNE  # pylint: disable=g-import-not-at-top
+  import openTSNE
   perplexity = float(np.clip(perplexity, 1.0, (n - 1) / 3.0))
   # One thread: the report runs beside other work on small machines; N is a few thousand at most.
   y = np.asarray(openTSNE.TSNE(n_components=1, perplexity=perplexity, initialization="pca",

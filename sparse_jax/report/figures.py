@@ -3,16 +3,16 @@ few removal steps, the energy removed after each step for every window, and one 
 """
 import numpy as np
 
-from sparse_jax.codec.page import PAGE_WIDTH_PX
+from sparse_jax.report.page import PAGE_WIDTH_PX
 
 # The residual view's dB range below the window input's loudest bin.
 RESIDUAL_DB_RANGE = 80.0
 
 
 def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   return plt
 
 
