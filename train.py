@@ -15,6 +15,10 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from sparse_jax import xla_flags
+
+xla_flags.set_for_this_process()
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, config and metrics go.")
@@ -52,7 +56,7 @@ def _config_spec(argv) -> str | None:
 
 def _unknown_override_message(argv) -> str | None:
   """One line naming a --config.X override whose field the config lacks, with a suggestion."""
-  from sparse_jax import training
+  from sparse_jax import config
   spec = _config_spec(argv)
   if spec is None:
     return None
@@ -60,7 +64,7 @@ def _unknown_override_message(argv) -> str | None:
   for arg in argv:
     match = re.match(r"^--?(?:no)?config\.([^=]+)", arg)
     if match:
-      message = training.unknown_config_field(cfg, match.group(1), spec)
+      message = config.unknown_field(cfg, match.group(1), spec)
       if message:
         return message
   return None
@@ -92,6 +96,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   import jax
+
   from sparse_jax import training
   from sparse_jax.errors import UserError
   try:

@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from sparse_jax import config
 from sparse_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -33,12 +34,18 @@ _DAMAGE_TYPES = (OSError, ValueError, KeyError, EOFError)
 
 
 def save_config(workdir: str, cfg) -> None:
-  from sparse_jax import files  # pylint: disable=g-import-not-at-top
+  from sparse_jax import files
   os.makedirs(workdir, exist_ok=True)
   files.write_text(os.path.join(workdir, CONFIG_FILE), cfg.to_json(indent=2))
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """A run's config.json, migrated (`config.from_dict`)."""
+  return config.from_dict(load_config_dict(workdir))
+
+
+def load_config_dict(workdir: str) -> dict:
+  """A run's config.json as saved: what its model id is computed from."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.isfile(path):
     raise UserError(f"no trained model in {workdir!r} ({CONFIG_FILE} missing): pass the workdir "
@@ -48,22 +55,17 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
       data = json.load(f)
   except (OSError, ValueError) as e:
     raise UserError(f"{path} is unreadable ({e}): retrain or restore the file") from None
-  return config_from_dict(data)
-
-
-def config_from_dict(data: dict) -> ml_collections.ConfigDict:
-  """A config as saved in JSON (config.json, a generator file) back into the form code expects."""
-  cfg = ml_collections.ConfigDict(data)
-  # JSON turns tuples into lists; the model expects hashable tuples.
-  cfg.model.dilations = tuple(cfg.model.dilations)
-  if "blocks" in cfg.model:
-    cfg.model.blocks = tuple(cfg.model.blocks)
-  return cfg
+  return data
 
 
 def model_id(cfg, step: int) -> bytes:
-  """16 bytes naming the model that encodes a file: config and training step."""
-  text = json.dumps(json.loads(cfg.to_json()), sort_keys=True) + f"#step={int(step)}"
+  """16 bytes naming the model that encodes a file: config and training step.
+
+  `cfg`: a ConfigDict, or the dict of a saved config.json as it was saved (not migrated: the
+  fields `config.migrate` adds to an old run must not change the id its files carry).
+  """
+  data = cfg if isinstance(cfg, dict) else json.loads(cfg.to_json())
+  text = json.dumps(data, sort_keys=True) + f"#step={int(step)}"
   return hashlib.sha256(text.encode()).digest()[:16]
 
 
@@ -75,10 +77,11 @@ def damage_reason(error: BaseException) -> str | None:
   ("OUT_OF_RANGE: ... byte range ... is not valid for value of size N").  Anything else (a
   TypeError, say) is a programming error and must propagate with its traceback.
   """
-  wrapped = type(error) is Exception  # pylint: disable=unidiomatic-typecheck
+  wrapped = type(error) is Exception
   if not (wrapped or isinstance(error, _DAMAGE_TYPES)):
     return None
-  chain, e = [], error
+  chain: list[BaseException] = []
+  e: BaseException | None = error
   while e is not None and not any(e is c for c in chain):
     chain.append(e)
     e = e.__cause__ or e.__context__
@@ -147,13 +150,13 @@ def leave_quietly_after_a_failed_restore(code: int) -> None:
   if _restore_failed:
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)  # pylint: disable=protected-access
+    os._exit(code)
 
 
 def _sync(name: str) -> None:
   """A barrier over every process (none needed, and none possible, in a single process)."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(name)
 
 
@@ -220,7 +223,7 @@ class Checkpointer:
         tree = self.manager.restore(step, args=ocp.args.StandardRestore(target))
       _restoring = False
       return tree
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       reason = damage_reason(e)
       if reason is None:
         raise
@@ -309,13 +312,14 @@ def _free_name(folder: str, name: str) -> str:
   return path
 
 
-def _trained_config(workdir: str) -> ml_collections.ConfigDict:
-  """A training run's config, or one line if the workdir has none or no checkpoints."""
-  cfg = load_config(workdir)
+def _trained_config(workdir: str) -> tuple[ml_collections.ConfigDict, dict]:
+  """A training run's config (migrated, and as saved), or one line if the workdir has none or no
+  checkpoints."""
+  saved = load_config_dict(workdir)
   if not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
     raise UserError(f"no checkpoints in {workdir!r}: train first (python train.py ... "
                     f"--workdir {workdir})")
-  return cfg
+  return config.from_dict(saved), saved
 
 
 def _read(workdir: str, tree, step: int | None, log, partial: bool):
@@ -352,13 +356,13 @@ def restore_train_state(workdir: str, step: int | None = None, log=None):
     (cfg, graphs, state, extra) where extra holds the data position and model id.
   """
   from sparse_jax import train_step
-  cfg = _trained_config(workdir)
+  cfg, saved = _trained_config(workdir)
   graphs, abstract = train_step.abstract_train_state(cfg)
   tree = {"state": abstract, "data_step": np.zeros((), np.int64)}
   restored = _read(workdir, tree, step, log, partial=False)
   state = restored["state"]
   extra = {"data_step": int(restored["data_step"]),
-           "model_id": model_id(cfg, int(state.step))}
+           "model_id": model_id(saved, int(state.step))}
   return cfg, graphs, state, extra
 
 
@@ -372,10 +376,10 @@ def restore_generator(workdir: str, step: int | None = None, log=None):
   Returns:
     (cfg, graphs, g_params, model_id, step).
   """
-  from sparse_jax import train_step  # pylint: disable=g-import-not-at-top
-  cfg = _trained_config(workdir)
+  from sparse_jax import train_step
+  cfg, saved = _trained_config(workdir)
   graphs, abstract = train_step.abstract_generator(cfg)
   tree = {"state": {"g_params": abstract, "step": jax.ShapeDtypeStruct((), np.int32)}}
   restored = _read(workdir, tree, step, log, partial=True)
   step = int(restored["state"]["step"])
-  return cfg, graphs, restored["state"]["g_params"], model_id(cfg, step), step
+  return cfg, graphs, restored["state"]["g_params"], model_id(saved, step), step

@@ -13,8 +13,8 @@ import numpy as np
 from flax import nnx
 
 from sparse_jax import blocks, rooms
-from sparse_jax.geometry import Geometry
 from sparse_jax.encoder import trunk_scale, uniform_init
+from sparse_jax.geometry import Geometry
 
 
 class RoomBank(nnx.Variable):
@@ -29,7 +29,7 @@ def head_sizes(cfg) -> dict[str, tuple[int, ...]]:
   (2.2M dead parameters); they are left out here.
   """
   sizes = {}
-  for block in blocks.chain(cfg.get("blocks", blocks.DEFAULT_BLOCKS)):
+  for block in blocks.chain(cfg.blocks):
     sizes.update(block.heads(cfg))
   if cfg.fine_positioning:
     sizes["fine"] = (1,)
@@ -68,19 +68,19 @@ class MultiHeadMLP(nnx.Module):
                            for k, v in sizes.items() if np.prod(v) > 1})
 
   def __call__(self, vector_BxD: jax.Array) -> dict[str, jax.Array]:
-    x = jnp.einsum("bd,hdm->bhm", vector_BxD, self.w_in[...]) + self.b_in[...]
+    x = jnp.einsum("bd,hdm->bhm", vector_BxD, self.w_in[...]) + self.b_in[...][None]
     for i in range(self.w1.shape[0]):
-      h = jax.nn.leaky_relu(jnp.einsum("bhm,hmk->bhk", x, self.w1[i]) + self.b1[i], 0.2)
-      h = jnp.einsum("bhm,hmk->bhk", h, self.w2[i]) + self.b2[i]
+      h = jax.nn.leaky_relu(jnp.einsum("bhm,hmk->bhk", x, self.w1[i]) + self.b1[i][None], 0.2)
+      h = jnp.einsum("bhm,hmk->bhk", h, self.w2[i]) + self.b2[i][None]
       x = jax.nn.leaky_relu(x + h, 0.2)
       mean = x.mean(-1, keepdims=True)
       var = x.var(-1, keepdims=True)
-      x = (x - mean) * jax.lax.rsqrt(var + 1e-5) * self.ln_scale[i] + self.ln_bias[i]
+      x = (x - mean) * jax.lax.rsqrt(var + 1e-5) * self.ln_scale[i][None] + self.ln_bias[i][None]
     out = {}
     for h_idx, name in enumerate(self.names):
       y = x[:, h_idx] @ self.out_w[name][...]
       if name in self.out_b:
-        y = y + self.out_b[name][...]
+        y = y + self.out_b[name][...][None]
       out[name] = y.reshape(y.shape[0], *self.shapes[name])
     return out
 
@@ -94,7 +94,7 @@ class Decoder(nnx.Module):
   """
 
   def __init__(self, cfg, rngs: nnx.Rngs):
-    self.chain = nnx.static(blocks.chain(cfg.get("blocks", blocks.DEFAULT_BLOCKS)))
+    self.chain = nnx.static(blocks.chain(cfg.blocks))
     self.geometry = nnx.static(Geometry.of(cfg))
     self.fine_positioning = nnx.static(bool(cfg.fine_positioning))
     self.heads = MultiHeadMLP(cfg, head_sizes(cfg), rngs)

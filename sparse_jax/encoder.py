@@ -28,9 +28,9 @@ def trunk_scale(cfg, fan_in: int) -> float:
   Why it matters: at s = 0.02 a layer's outputs are ~1e-2 of its inputs, and Adam moves every bias
   by about the learning rate per step, in the same direction for every frame or event.  Within
   tens of steps the biases outweigh what the input contributes, every frame's features point the
-  same way, and so do the event vectors (the collapse measured in the README's ablation).
+  same way, and so do the event vectors (the collapse of docs/collapse.md).
   """
-  return (3.0 / fan_in) ** 0.5 if cfg.get("fan_in_init", False) else cfg.init_scale
+  return (3.0 / fan_in) ** 0.5 if cfg.fan_in_init else cfg.init_scale
 
 
 def dense(rngs: nnx.Rngs, d_in: int, d_out: int, scale: float, use_bias: bool = True) -> nnx.Linear:
@@ -65,8 +65,8 @@ class GatedDilatedBlock(nnx.Module):
       x_BxNxC = jnp.pad(x_BxNxC, ((0, 0), (0, need - x_BxNxC.shape[1]), (0, 0)))
     x = x_BxNxC[:, :out_len]
     taps = jnp.concatenate([x, x_BxNxC[:, d:d + out_len]], axis=-1)
-    w = unit_norm(self.v[...], axis=0) * self.g[...]
-    h = taps @ w + self.b[...]
+    w = unit_norm(self.v[...], axis=0) * self.g[...][None]
+    h = taps @ w + self.b[...][None, None]
     conv, gate = jnp.split(h, 2, axis=-1)
     y = jnp.tanh(conv * self.tanh_weight[...]) * jax.nn.sigmoid(gate * self.sigmoid_weight[...])
     return y + x
@@ -87,13 +87,13 @@ class Encoder(nnx.Module):
     # The switch keeps the small scale either way: events start quiet and the loss makes them loud.
     self.to_switch = dense(rngs, ch, 1, cfg.init_scale)
     # Whether the gain's gradient trains the stack (the paper) or only the switch head.
-    self.gain_trains_stack = bool(cfg.get("gain_trains_stack", True))
+    self.gain_trains_stack = bool(cfg.gain_trains_stack)
     # 'none' (the paper), 'unit': each candidate vector scaled to unit RMS (the decoder reads only
     # its direction), 'centred': first centred over the window's first-half frames, then unit RMS.
-    self.vector_norm = cfg.get("vector_norm", "none")
+    self.vector_norm = cfg.vector_norm
     # 'linear' (the paper): |STFT| as it is.  'log_centred': log |STFT| minus each bin's mean
     # over the window, so no input direction is shared by every frame (see `__call__`).
-    self.input_scale = cfg.get("encoder_input", "linear")
+    self.input_scale = cfg.encoder_input
 
   def frames_needed(self) -> list[int]:
     """Frames each layer must output so that the first-half outputs are exact.
@@ -112,14 +112,14 @@ class Encoder(nnx.Module):
     """Returns vectors (B, N/2, D) and switch logits (B, N/2) for the first-half frames."""
     h = self.features(spec_BxFxN)
     # The gain's gradient says "louder where it is loud" for every event alike; through a shared
-    # stack it can align every frame's features with loudness (see the README's ablation).
+    # stack it can align every frame's features with loudness (docs/collapse.md).
     h_switch = h if self.gain_trains_stack else jax.lax.stop_gradient(h)
     vectors = self.to_vectors(h)
     if self.vector_norm == "centred":
       vectors = vectors - vectors.mean(axis=1, keepdims=True)
     if self.vector_norm in ("unit", "centred"):
       # At the paper's U(+-0.02) scales a raw vector has norm ~1e-2, below what one Adam step
-      # moves the decoder's biases: every event would decode alike (see the README's ablation).
+      # moves the decoder's biases: every event would decode alike (docs/collapse.md).
       vectors = unit_norm(vectors) * vectors.shape[-1] ** 0.5
     return vectors, self.to_switch(h_switch)[..., 0]
 
@@ -136,11 +136,11 @@ class Encoder(nnx.Module):
       spec_BxFxN = log_spec - log_spec.mean(axis=-1, keepdims=True)
     x = jnp.swapaxes(spec_BxFxN[:, :, :min(needed[0], self.n_frames)], 1, 2)
     x = self.proj(x)
-    skips = 0.0
+    skips: jax.Array | float = 0.0
     for block, out_len in zip(self.blocks, needed[1:]):
       x = block(x, min(out_len, self.n_frames))
       skips = skips + x[:, :half]
-    return self.ff(skips)
+    return self.ff(jnp.asarray(skips))
 
 
 def choose_event(vectors_BxHxD: jax.Array, switch_BxH: jax.Array,

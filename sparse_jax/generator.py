@@ -46,7 +46,7 @@ def save(path: str, cfg, g_params, model_id: bytes, step: int, dtype=np.float32)
   dtype = np.dtype(dtype)
   if dtype not in (np.float16, np.float32):
     raise UserError(f"parameters are stored as float16 or float32, not {dtype.name}")
-  arrays = {
+  arrays: dict = {
       "config.json": np.frombuffer(cfg.to_json(indent=2).encode(), np.uint8),
       "model_id": np.frombuffer(derived_model_id(model_id, dtype), np.uint8),
       "step": np.asarray(int(step), np.int64),
@@ -123,13 +123,13 @@ def load(path: str):
   if len(model_id) != 16:
     _fail(path, "model id is not 16 bytes")
   try:
-    from sparse_jax import checkpoint, train_step, training  # pylint: disable=g-import-not-at-top
-    cfg = checkpoint.config_from_dict(config_json)
-    training.validate_config(cfg)
+    from sparse_jax import config, train_step
+    cfg = config.from_dict(config_json)
+    config.validate(cfg)
     graphs, abstract = train_step.abstract_generator(cfg)
   except UserError:
     raise
-  except Exception as e:  # pylint: disable=broad-except  (a config this version cannot build)
+  except Exception as e:  # a config this version cannot build
     _fail(path, f"its config does not build: {type(e).__name__}: {str(e)[:120]}")
   leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
   values = []
@@ -146,14 +146,13 @@ def load(path: str):
     values.append(jnp.asarray(value, jnp.float32))
   if stored:
     _fail(path, f"unknown parameter {sorted(stored)[0][2:]}")
-  g_params = jax.tree_util.tree_unflatten(treedef.treedef if hasattr(treedef, "treedef")
-                                          else treedef, values)
+  g_params = jax.tree_util.tree_unflatten(getattr(treedef, "treedef", treedef), values)
   return cfg, graphs, g_params, model_id, step
 
 
 def export_workdir(workdir: str, path: str, dtype=np.float16, step: int | None = None) -> dict:
   """The generator of a training run's checkpoint as a generator file.  Returns a summary."""
-  from sparse_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from sparse_jax import checkpoint
   cfg, _, g_params, model_id, step = checkpoint.restore_generator(workdir, step)
   n_bytes = save(path, cfg, g_params, model_id, step, dtype)
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(g_params))

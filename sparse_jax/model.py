@@ -63,17 +63,15 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
   # Frames near an earlier event's are closed to later events of the window (config
   # `model.exclusion_frames`; 0, the paper: any frame any number of times).  Why: the greedy loop
   # stacks many events on one loud frame, each removing a sliver of it, and where a window starts
-  # inside a loud chord the stack sits at frame 0.  The quickstart closes taken frames (r = 1); the
-  # paper-size configs keep 0, untested there (README, representation health: "closing taken
-  # frames").
-  exclusion = int(cfg.get("exclusion_frames", 0))
+  # inside a loud chord the stack sits at frame 0 (docs/collapse.md, "closing taken frames").
+  exclusion = int(cfg.exclusion_frames)
   per_step = target_spec_BxFxN is not None
   if overshoot_weight == 1.0:
     cost = jnp.abs
   else:
     # No later event can fill a bin that an earlier one over-subtracted (events only add
     # magnitude), so an overshoot is priced above a shortfall, which a later event can remove.
-    cost = lambda x: jnp.maximum(x, 0.0) + overshoot_weight * jnp.maximum(-x, 0.0)
+    cost = lambda x: jnp.maximum(x, 0.0) + overshoot_weight * jnp.maximum(jnp.negative(x), 0.0)
 
   def step(carry, _):
     residual, spec_sum, target_residual, taken_BxH = carry

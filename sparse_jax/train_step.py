@@ -40,9 +40,9 @@ class Graphs:
 def learning_rate(cfg, peak: float):
   """A constant rate (the paper), or with optim.schedule='cosine' a cosine decay from `peak` to
   optim.final_lr_fraction * peak at train.num_steps (a short run ends on small, steady steps)."""
-  if cfg.optim.get("schedule", "constant") == "cosine":
+  if cfg.optim.schedule == "cosine":
     return optax.cosine_decay_schedule(peak, cfg.train.num_steps,
-                                       alpha=cfg.optim.get("final_lr_fraction", 0.1))
+                                       alpha=cfg.optim.final_lr_fraction)
   return peak
 
 
@@ -63,7 +63,7 @@ def build_modules(cfg, seed):
 def abstract_generator(cfg) -> tuple[Graphs, nnx.State]:
   """The graphs and the generator's parameters as shapes only (for restoring it alone)."""
   g_model, disc = nnx.eval_shape(lambda: build_modules(cfg, 0))
-  g_graph, abstract_params, abstract_consts = nnx.split(g_model, nnx.Param, ...)
+  g_graph, abstract_params, abstract_consts = nnx.split(g_model, nnx.Param, ...)  # type: ignore[misc]
   d_graph, _ = nnx.split(disc, nnx.Param)
   return Graphs(g_graph, d_graph, room_constants(cfg, abstract_consts)), abstract_params
 
@@ -117,13 +117,13 @@ def generator_forward(graphs: Graphs, g_params, d_params, batch_BxT, rng, cfg):
   model = merge_generator(graphs, g_params)
   target = losses.weighted_target_spec(
       batch_BxT, cfg.model, cfg.loss.ramp_exponent,
-      cfg.model.hop * cfg.loss.get("start_ramp_frames", 0))
-  per_step = cfg.loss.get("energy_objective", "sum") == "per_step"  # older runs: "sum"
+      cfg.model.hop * cfg.loss.start_ramp_frames)
+  per_step = cfg.loss.energy_objective == "per_step"
   dec = encode_audio(model, batch_BxT, cfg.model, target_spec_BxFxN=target if per_step else None,
-                     overshoot_weight=cfg.loss.get("overshoot_weight", 1.0),
-                     n_events=cfg.loss.get("trained_events", 0) or None)
+                     overshoot_weight=cfg.loss.overshoot_weight,
+                     n_events=cfg.loss.trained_events or None)
   # Both objectives have the same value; they differ in what each event's gradient sees.
-  energy = (dec.step_removal_BxE.sum() if per_step
+  energy = (dec.step_removal_BxE.sum() if dec.step_removal_BxE is not None
             else losses.energy_removal_loss(target, dec.spec_sum_BxFxN))
   first_half_l1 = jnp.abs(target[:, :, :target.shape[-1] // 2]).sum((1, 2))
   metrics = {
@@ -137,7 +137,7 @@ def generator_forward(graphs: Graphs, g_params, d_params, batch_BxT, rng, cfg):
   metrics["effective_rank"] = representation.effective_rank(jax.lax.stop_gradient(vectors_ExD))
   metrics["mean_abs_cosine"] = representation.mean_abs_cosine(jax.lax.stop_gradient(vectors_ExD))
   loss = energy
-  diversity_weight = cfg.loss.get("diversity_weight", 0.0)
+  diversity_weight = cfg.loss.diversity_weight
   if diversity_weight:
     # Pushes the batch's event directions apart (isotropy): the penalty is 1 for one direction and
     # 1 / D at best, and reaches only the encoder, through the chosen vectors.  It is priced in

@@ -9,101 +9,20 @@ Resuming is exact because everything a step depends on is in the checkpoint or a
 the step number: parameters, both optimiser states and the RNG are saved, and the data sampler
 draws the batch of step n from (seed, n) alone.
 """
-import difflib
 import json
 import os
 import sys
 import time
+from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from sparse_jax import blocks, checkpoint, data, discriminator, files, train_step
+from sparse_jax import checkpoint, config, data, files, train_step
 from sparse_jax import progress as progress_lib
 from sparse_jax.errors import UserError
-from sparse_jax.geometry import Geometry
-
-
-def validate_config(cfg) -> None:
-  """Refuses bad config values with one line each, before anything is allocated."""
-  m = cfg.model
-  half = Geometry.of(m).half
-  overshoot = cfg.loss.get("overshoot_weight", 1.0)
-  per_step = cfg.loss.get("energy_objective", "sum") == "per_step"
-  exclusion = m.get("exclusion_frames", 0)
-  checks = [
-      (m.n_samples > 0 and m.n_samples & (m.n_samples - 1) == 0,
-       f"model.n_samples={m.n_samples} must be a power of two (e.g. 131072)"),
-      (m.window % m.hop == 0, f"model.window={m.window} must be a multiple of model.hop={m.hop}"),
-      (m.n_samples % m.window == 0,
-       f"model.n_samples={m.n_samples} must be a multiple of model.window={m.window}"),
-      (m.n_events >= 1, f"model.n_events={m.n_events} must be at least 1"),
-      (m.attack_samples % m.envelope_points == 0 and m.attack_samples < m.n_samples,
-       f"model.attack_samples={m.attack_samples} must be a multiple of model.envelope_points="
-       f"{m.envelope_points} and shorter than the window"),
-      (cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size} must be >= 1"),
-      (cfg.train.num_steps >= 1, f"train.num_steps={cfg.train.num_steps} must be >= 1"),
-      (cfg.optim.generator_lr > 0 and cfg.optim.discriminator_lr > 0,
-       "optim learning rates must be positive"),
-      (cfg.loss.get("energy_objective", "sum") in ("sum", "per_step"),
-       f"loss.energy_objective={cfg.loss.get('energy_objective')!r} must be 'sum' or 'per_step'"),
-      (cfg.optim.get("schedule", "constant") in ("constant", "cosine"),
-       f"optim.schedule={cfg.optim.get('schedule')!r} must be 'constant' or 'cosine'"),
-      (0 <= cfg.loss.get("start_ramp_frames", 0) <= half,
-       f"loss.start_ramp_frames={cfg.loss.get('start_ramp_frames')} must be in [0, {half}] (the "
-       "first half's frames)"),
-      (overshoot == 1.0 or (overshoot > 1.0 and per_step),
-       f"loss.overshoot_weight={overshoot} must be >= 1, and above 1 only with "
-       "loss.energy_objective='per_step'"),
-      (0 <= exclusion and (2 * exclusion - 1) * (m.n_events - 1) < half,
-       f"model.exclusion_frames={exclusion} must be >= 0 and leave the last of {m.n_events} "
-       f"events a frame of the {half} (each closes up to 2 * exclusion_frames - 1)"),
-      (0 <= cfg.loss.get("trained_events", 0) <= m.n_events,
-       f"loss.trained_events={cfg.loss.get('trained_events')} must be in [0, model.n_events="
-       f"{m.n_events}] (0: all of them)"),
-      (cfg.loss.get("diversity_weight", 0.0) >= 0.0,
-       f"loss.diversity_weight={cfg.loss.get('diversity_weight')} must be >= 0"),
-      (0.0 <= cfg.loss.event_drop_prob < 1.0,
-       f"loss.event_drop_prob={cfg.loss.event_drop_prob} must be in [0, 1)"),
-      (cfg.data.name in data.DATASETS,
-       f"data.name={cfg.data.name!r} must be one of {', '.join(data.DATASETS)}"),
-  ]
-  for ok, message in checks:
-    if not ok:
-      raise UserError(f"bad config value: {message}")
-  try:
-    blocks.chain(m.get("blocks", blocks.DEFAULT_BLOCKS))
-  except ValueError as e:
-    raise UserError(f"bad config value: {e}") from None
-  problem = cfg.loss.adversarial and discriminator.layers_problem(m, cfg.disc)
-  if problem:
-    raise UserError(f"bad config value: {problem}")
-
-
-def config_fields(cfg, prefix: str = "") -> list:
-  """Every field of a ConfigDict as a dotted path ('train.batch_size'), nested dicts included."""
-  out = []
-  for key in sorted(cfg.keys()):
-    path = prefix + key
-    out.append(path)
-    if hasattr(cfg[key], "keys"):
-      out.extend(config_fields(cfg[key], path + "."))
-  return out
-
-
-def unknown_config_field(cfg, path: str, source: str) -> str | None:
-  """One line for a --config.PATH override that names no field of `cfg`, with the closest one."""
-  node = cfg
-  for part in path.split("."):
-    if not hasattr(node, "keys") or part not in node:
-      break
-    node = node[part]
-  else:
-    return None
-  close = difflib.get_close_matches(path, config_fields(cfg), n=1, cutoff=0.6)
-  hint = f"did you mean {close[0]}?" if close else f"see {source.split(':')[0]} for its fields"
-  return f"--config.{path}: {source} has no field {path!r}; {hint}"
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
@@ -146,8 +65,8 @@ class MetricWriter:
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.tb_dir = os.path.join(workdir, "tensorboard")
     self.enabled = jax.process_index() == 0
-    self._tb = None
-    self._purge_step = None
+    self._tb: Any = None  # a tensorboardX SummaryWriter, made on the first write
+    self._purge_step: int | None = None
 
   def keep_up_to(self, step: int) -> None:
     """Drops the rows past `step`, which a run resumed from `step` computes (and logs) again."""
@@ -170,7 +89,7 @@ class MetricWriter:
     with open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")
     if self._tb is None:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      from tensorboardX import SummaryWriter
       self._tb = SummaryWriter(self.tb_dir, purge_step=self._purge_step, flush_secs=30)
     for name, value in row.items():
       if name != "step":
@@ -204,7 +123,7 @@ def past_deadline(started: float, stop_after_s: float | None) -> bool:
     return False
   late = time.monotonic() - started > stop_after_s
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    from jax.experimental import multihost_utils
     late = bool(multihost_utils.broadcast_one_to_all(np.asarray(late)))
   return late
 
@@ -215,10 +134,11 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False,
 
   `progress`: a tqdm bar of the steps on stderr (process 0), with steps/s and the ETA.
   `stop_after_s`: checked at every logging step; once this many seconds have passed, save a
-  checkpoint and return (a lease or a preemptible VM ending); the same command goes on later.
+  checkpoint and return (a timed GPU slot or a preemptible VM ending); the same command goes on
+  later.
   """
   started = time.monotonic()
-  validate_config(cfg)
+  config.validate(cfg)
   n_dev = jax.device_count()
   if cfg.train.batch_size % n_dev:
     raise UserError(f"bad config value: train.batch_size={cfg.train.batch_size} is not a "
@@ -229,7 +149,7 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False,
       f"{source.cache_dir}")
   source.warm_cache(show_progress=progress and jax.process_index() == 0)
   sampler = data.SegmentSampler(source, cfg.model.n_samples, cfg.seed,
-                                augment=cfg.data.get("augment", False))
+                                augment=cfg.data.augment)
   mesh = make_mesh()
   ckpt = checkpoint.Checkpointer(workdir, keep=cfg.train.keep_checkpoints,
                                  every=cfg.train.checkpoint_every,
@@ -278,7 +198,7 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False,
   last = {}
   bar = progress_lib.bar(cfg.train.num_steps, "training", initial=start, unit="step",
                          enabled=progress and jax.process_index() == 0)
-  clock = {}  # (step, time) of the last report: the host-measured time per step between reports
+  clock: dict = {}  # (step, time) of the last report: the host-measured time per step between reports
 
   def report(step, metrics):
     now, (before, then) = time.monotonic(), clock.get("last", (None, None))
@@ -329,6 +249,6 @@ def _report(step, metrics, writer, cfg, log, extra):
 
 def log_to_stderr(message: str) -> None:
   """A line on stderr that leaves the progress bar below it intact (tqdm.write)."""
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  from tqdm import tqdm
   tqdm.write(message, file=sys.stderr)
   sys.stderr.flush()
