@@ -1,12 +1,13 @@
 # The two commands of the README:
 #   make quickstart   set up, build the embedded dataset, train the CPU quickstart config, evaluate it
-#   make test         set up and run the whole test suite
+#   make test         set up, lint (ruff), type-check (mypy) and run the whole test suite
+# For the inner loop: make test-fast (ruff, then the tests not marked slow: about 2 minutes).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test quickstart data clean-venv
+.PHONY: setup test test-fast lint quickstart data clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +21,16 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check sparse_jax tests benchmarks configs train.py eval.py
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(BIN)/ruff check sparse_jax tests benchmarks configs train.py eval.py
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 data: $(STAMP)
 	$(BIN)/python -m sparse_jax build-data

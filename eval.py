@@ -10,6 +10,10 @@ import sys
 
 from absl import app, flags, logging
 
+from sparse_jax import xla_flags
+
+xla_flags.set_for_this_process()
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.")
 _SPLIT = flags.DEFINE_string("split", "test", "Held-out 'test' split, or 'train'.")
 _CLIPS = flags.DEFINE_integer("clips", None, "Number of clips (default: config train.eval_clips).")

@@ -61,7 +61,7 @@ def row(workdir: str, eval_dir: str = "eval") -> dict:
   with open(metrics) as f:
     report = json.load(f)
   if screened:
-    from sparse_jax import generator  # pylint: disable=g-import-not-at-top
+    from sparse_jax import generator
     config = json.loads(generator.load(report["workdir"])[0].to_json())
   else:
     with open(os.path.join(workdir, "config.json")) as f:

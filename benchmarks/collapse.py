@@ -51,7 +51,7 @@ def layer_ranks(cfg, graphs, g_params, clips_BxT: np.ndarray) -> dict:
   proj = enc.proj(jnp.swapaxes(spec, 1, 2))[:, :half]
   feats = enc.features(spec)
   vectors = enc.to_vectors(feats)
-  bias = np.asarray(enc.to_vectors.bias[...])
+  bias = np.asarray(enc.to_vectors.bias[...])  # type: ignore[index]  # this Linear has one
   dec = jax.jit(lambda p, a: encode_audio(train_step.merge_generator(graphs, p), a, m))(
       g_params, jnp.asarray(clips_BxT))
   chosen = np.asarray(dec.vectors_BxExD).reshape(-1, m.event_dim)

@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tests import synthetic
 from configs import musicnet
 from sparse_jax import train_step
+from tests import synthetic
 
 # name -> {dotted config field: value}, on top of the paper's recipe.
 VARIANTS = {

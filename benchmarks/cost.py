@@ -12,14 +12,13 @@ import statistics
 import sys
 import time
 
-
 # ------------------------------------------------------------------------------------------------
 # Time.
 
 
 def timed_calls(call, runs: int) -> dict:
   """First call (warm-up), then `runs` timed calls; each is closed by block_until_ready."""
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
   t = time.perf_counter()
   jax.block_until_ready(call())
   first = time.perf_counter() - t
@@ -63,7 +62,7 @@ def peak_rss_bytes() -> int:
   hwm = status_bytes("VmHWM")
   if hwm is not None:
     return hwm
-  import resource  # pylint: disable=g-import-not-at-top
+  import resource
   scale = 1 if sys.platform == "darwin" else 1024
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
@@ -87,7 +86,7 @@ def xla_memory(compiled) -> dict | None:
   """XLA's static buffer estimate of a compiled program, in bytes."""
   try:
     m = compiled.memory_analysis()
-  except Exception:  # pylint: disable=broad-except
+  except Exception:
     return None
   if m is None:
     return None
@@ -126,7 +125,7 @@ def flops_of(analysis) -> float | None:
 def unrolled_scans():
   """Every `jax.lax.scan` traced inside is fully unrolled (straight-line code, no while loop), so
   XLA's cost analysis sees each step.  Only for counting: the timed programs are never built so."""
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
   original = jax.lax.scan
 
   def scan(*args, **kwargs):

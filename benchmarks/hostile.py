@@ -61,9 +61,9 @@ def hostile_sjx(path, *, frames, n_audio, rate=22050, hop=256, window=2**16, dim
 
 def write_files(folder: str) -> dict:
   """The three hostile files of the module docstring; {name: path}."""
-  from sparse_jax import api  # pylint: disable=g-import-not-at-top
-  from sparse_jax.codec import events as events_lib  # pylint: disable=g-import-not-at-top
-  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  from sparse_jax import api
+  from sparse_jax.codec import events as events_lib
+  from sparse_jax.codec import sjx
   codec = api.load_codec()
   paths = {
       "far": hostile_sjx(os.path.join(folder, "far.sjx"), frames=[(2**32 - 1) // 256],

@@ -31,12 +31,12 @@ def total_memory_bytes() -> int | None:
 
 def machine_info() -> dict:
   """The host: CPU, cores, memory, library versions and the XLA flags in effect."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jaxlib  # pylint: disable=g-import-not-at-top
+  import jax
+  import jaxlib
   try:
     usable = len(os.sched_getaffinity(0))
   except AttributeError:
-    usable = os.cpu_count()
+    usable = os.cpu_count() or 1
   return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "usable_cores": usable,
           "memory_bytes": total_memory_bytes(), "python": platform.python_version(),
           "jax": jax.__version__, "jaxlib": jaxlib.__version__,
@@ -44,7 +44,7 @@ def machine_info() -> dict:
 
 
 def device_info() -> dict:
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
   d = jax.devices()[0]
   return {"platform": jax.default_backend(), "device_kind": d.device_kind,
           "device_count": jax.device_count()}
@@ -52,6 +52,6 @@ def device_info() -> dict:
 
 def one_line() -> str:
   """'cpu (cpu), CPU AMD EPYC ..., 2 cores': the device and host in one line."""
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
   return (f"{jax.default_backend()} ({jax.devices()[0].device_kind}), CPU {cpu_model()}, "
           f"{os.cpu_count()} cores")

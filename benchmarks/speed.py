@@ -82,8 +82,9 @@ def encoder_hand_flops(model_cfg, batch: int = 1) -> dict:
   The input projection (F -> C) and every gated block ([x_t, x_t+d] (2C) -> 2C) run on the
   first-half prefix each layer needs (`Encoder.frames_needed`); the heads on the first half.
   """
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  from sparse_jax.encoder import Encoder  # pylint: disable=g-import-not-at-top
+  from flax import nnx
+
+  from sparse_jax.encoder import Encoder
   enc = nnx.eval_shape(lambda: Encoder(model_cfg, nnx.Rngs(0)))
   n_frames = model_cfg.n_samples // model_cfg.hop
   half = n_frames // 2
@@ -107,7 +108,7 @@ def _log(message: str) -> None:
 
 def test_audio(batch: int, n_samples: int, seed: int = 0):
   """A deterministic, music-like batch: a few decaying partials over quiet noise, peak 0.9."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  import numpy as np
   rng = np.random.default_rng(seed)
   t = np.arange(n_samples) / 22050.0
   out = 0.01 * rng.standard_normal((batch, n_samples))
@@ -122,10 +123,11 @@ def test_audio(batch: int, n_samples: int, seed: int = 0):
 
 def measure_forward(cfg, runs: int, breakdown: bool) -> dict:
   """Compile and time encode + decode + sum of one window at batch 1."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from sparse_jax import train_step  # pylint: disable=g-import-not-at-top
-  from sparse_jax.model import encode_audio  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+
+  from sparse_jax import train_step
+  from sparse_jax.model import encode_audio
 
   device = jax.devices()[0]
   t = time.perf_counter()
@@ -166,8 +168,8 @@ def measure_forward(cfg, runs: int, breakdown: bool) -> dict:
 
 def _component_fns(cfg, graphs):
   """One removal step's parts at batch 1: encoder, event choice + decoder, STFT."""
-  from sparse_jax import signal, train_step  # pylint: disable=g-import-not-at-top
-  from sparse_jax.encoder import choose_event  # pylint: disable=g-import-not-at-top
+  from sparse_jax import signal, train_step
+  from sparse_jax.encoder import choose_event
   m = cfg.model
 
   def encoder(g_params, spec):
@@ -186,8 +188,8 @@ def _component_fns(cfg, graphs):
 
 
 def _component_args(cfg, graphs, g_params):
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
   m = cfg.model
   audio = jnp.asarray(test_audio(1, m.n_samples))
   encoder, _, stft = _component_fns(cfg, graphs)
@@ -198,7 +200,7 @@ def _component_args(cfg, graphs, g_params):
 
 def component_flops(cfg, graphs, g_params) -> dict:
   """Lowered cost analysis of one step's encoder, decoder (with the event choice) and STFT."""
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
   encoder, decoder, stft = _component_fns(cfg, graphs)
   audio, spec, vectors, switch = _component_args(cfg, graphs, g_params)
   return {"encoder": cost.flops_of(jax.jit(encoder).lower(g_params, spec).cost_analysis()),
@@ -208,7 +210,7 @@ def component_flops(cfg, graphs, g_params) -> dict:
 
 def component_times(cfg, graphs, g_params, runs: int) -> dict:
   """Median time of one step's encoder, decoder and STFT, each compiled alone (batch 1)."""
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
   encoder, decoder, stft = _component_fns(cfg, graphs)
   audio, spec, vectors, switch = _component_args(cfg, graphs, g_params)
   out = {}
@@ -223,10 +225,11 @@ def component_times(cfg, graphs, g_params, runs: int) -> dict:
 
 def measure_train(cfg, runs: int, batch: int, breakdown: bool) -> dict:
   """Compile and time one train step (generator + discriminator) at `batch`, state donated."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from sparse_jax import train_step  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from sparse_jax import train_step
 
   device = jax.devices()[0]
   t = time.perf_counter()
@@ -280,8 +283,9 @@ def measure_train(cfg, runs: int, batch: int, breakdown: bool) -> dict:
 
 def generator_only_time(cfg, graphs, batch_BxT, runs: int) -> dict:
   """The same step with the adversarial loss off: the generator's share of the step."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from sparse_jax import train_step  # pylint: disable=g-import-not-at-top
+  import jax
+
+  from sparse_jax import train_step
   c = copy.deepcopy(cfg)
   c.loss.adversarial = False
   state = jax.block_until_ready(train_step.create_train_state(c)[1])
@@ -301,8 +305,8 @@ def generator_only_time(cfg, graphs, batch_BxT, runs: int) -> dict:
 
 def measure_peak(cfg, quick: bool) -> dict:
   """The device's matmul FLOP/s (measured), and the vendor's dense peaks for known GPUs."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
 
   def matmul_rate(m, k, n, dtype, runs):
     ka, kb = jax.random.split(jax.random.key(0))
@@ -352,10 +356,10 @@ def resolve_config(spec: str) -> str:
 
 
 def child_main(args) -> None:
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
   if not args.quick:
     jax.config.update("jax_enable_compilation_cache", False)
-  from sparse_jax.info import load_config_file  # pylint: disable=g-import-not-at-top
+  from sparse_jax.info import load_config_file
   cfg = load_config_file(args.config)
   t = time.perf_counter()
   if args.child == "peak":
@@ -568,8 +572,8 @@ def main(argv=None) -> int:
   if args.child:
     child_main(args)
     return 0
-  from sparse_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-  from sparse_jax.info import load_config_file  # pylint: disable=g-import-not-at-top
+  from sparse_jax.errors import UserError
+  from sparse_jax.info import load_config_file
   config = resolve_config(args.config)
   try:
     load_config_file(config)  # A bad path or preset fails here, in one line, before any child.

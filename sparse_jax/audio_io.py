@@ -10,8 +10,8 @@ import os
 import numpy as np
 import soundfile as sf
 
-from sparse_jax.errors import UserError
 from sparse_jax import files
+from sparse_jax.errors import UserError
 from sparse_jax.files import atomic_output
 
 # Extension -> (libsndfile container, default subtype).
@@ -37,9 +37,9 @@ def find_files(folder: str, skip: str | None = None,
   folder = os.path.abspath(folder)
   skip = os.path.abspath(skip) if skip else None
   found = []
-  for here, dirs, files in os.walk(folder):
+  for here, dirs, names in os.walk(folder):
     dirs[:] = sorted(d for d in dirs if not d.startswith('.') and os.path.join(here, d) != skip)
-    for name in files:
+    for name in names:
       if not name.startswith('.') and os.path.splitext(name)[1].lower() in extensions:
         found.append(os.path.relpath(os.path.join(here, name), folder))
   return sorted(found)
@@ -63,7 +63,7 @@ def resample(audio_T, sr_in: int, sr_out: int) -> np.ndarray:
   if sr_in == sr_out:
     return audio_T
   # Imported here: scipy.signal takes seconds to import, and most callers never resample.
-  import scipy.signal  # pylint: disable=g-import-not-at-top
+  import scipy.signal
   g = math.gcd(sr_in, sr_out)
   # resample_poly is a polyphase FIR with a Kaiser window: exact for rational factors such as
   # 44100 -> 22050 (1/2) or 48000 -> 22050 (147/320), and much faster than FFT resampling.

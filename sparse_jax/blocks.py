@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from sparse_jax import signal, synth
-from sparse_jax.geometry import Geometry
 from sparse_jax.encoder import uniform_init
+from sparse_jax.geometry import Geometry
 
 
 class TableInit:

@@ -26,12 +26,12 @@ class WeightNormConv(nnx.Module):
 
   def __call__(self, x_BxNxC: jax.Array) -> jax.Array:
     v = self.v[...]
-    w = v * (self.g[...] * jax.lax.rsqrt(jnp.sum(v * v, axis=(0, 1)) + 1e-12))
+    w = v * (self.g[...] * jax.lax.rsqrt(jnp.sum(v * v, axis=(0, 1)) + 1e-12))[None, None]
     pad = (w.shape[0] - 1) // 2
     y = jax.lax.conv_general_dilated(
         x_BxNxC, w, window_strides=(self.stride,), padding=[(pad, pad)],
         dimension_numbers=("NWC", "WIO", "NWC"))
-    return y + self.b[...]
+    return y + self.b[...][None, None]
 
 
 def layers_problem(model_cfg, disc_cfg) -> str | None:

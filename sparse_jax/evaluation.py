@@ -23,7 +23,6 @@ from sparse_jax import checkpoint, data, files, metrics, representation, signal,
 from sparse_jax.errors import UserError
 from sparse_jax.model import encode_audio
 
-
 # Clips whose original and reconstruction go to TensorBoard at each evaluation.
 AUDIO_EXAMPLES = 3
 
@@ -78,8 +77,8 @@ def evaluate_params(cfg, graphs, g_params, clips_NxT: np.ndarray, batch_size: in
   """
   run = make_encoder(cfg, graphs)
   curves, recon = [], []
-  events = {"vectors": [], "frames": [], "gains": [], "audio": []}
-  head_outputs = {}
+  events: dict[str, list] = {"vectors": [], "frames": [], "gains": [], "audio": []}
+  head_outputs: dict = {}
   for i in range(0, len(clips_NxT), batch_size):
     chunk = clips_NxT[i:i + batch_size]
     dec, heads = jax.device_get(run(g_params, jnp.asarray(chunk)))
@@ -135,7 +134,7 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
   model on the embedded test split).
   """
   if os.path.isfile(workdir):
-    from sparse_jax import generator  # pylint: disable=g-import-not-at-top
+    from sparse_jax import generator
     cfg, graphs, g_params, model_id, step = generator.load(workdir)
     tb_dir = None
   else:  # the generator alone: evaluation needs neither Adam state nor the discriminator
@@ -147,7 +146,7 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
   n_clips = n_clips or cfg.train.eval_clips
   clips = data.eval_clips(source, n_clips, cfg.model.n_samples, seed=0)
   log(f"evaluating step {step} of {workdir} on {len(clips)} {split} clips of {source}")
-  examples = []
+  examples: list = []
   results = {f"trained (step {step})": evaluate_params(cfg, graphs, g_params, clips,
                                                        audio_examples=examples)}
   if compare_untrained:
@@ -188,7 +187,7 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
 def write_tensorboard(workdir: str, step: int, res: dict, examples, sample_rate: int) -> None:
   """The evaluation's headline figures and a few clips (original, reconstruction) for
   TensorBoard, beside the training scalars (workdir/tensorboard)."""
-  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  from tensorboardX import SummaryWriter
   with SummaryWriter(os.path.join(workdir, "tensorboard")) as tb:
     for name in ("sum_of_event_spectrograms", "spectrogram_of_summed_audio"):
       tb.add_scalar(f"eval/removed_{name}", res[name][-1], step)

@@ -35,7 +35,7 @@ def parameter_counts(cfg) -> dict:
   dec = nnx.state(model.decoder, nnx.Param)
   mlp = dec["heads"]
   tables = {k: v for k, v in dec.items() if k != "heads"}
-  counts = {
+  counts: dict = {
       "encoder": _count(body),
       "encoder_heads": _count(heads),
       "decoder_mlp_heads": _count(mlp),
@@ -63,6 +63,7 @@ def load_config_file(spec: str):
   if not os.path.isfile(path):
     raise UserError(f"config file {path!r} not found: pass e.g. --config configs/musicnet.py")
   module_spec = importlib.util.spec_from_file_location("_sparse_jax_config", path)
+  assert module_spec is not None and module_spec.loader is not None  # a .py file that exists
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   try:

@@ -30,7 +30,7 @@ def weighted_target_spec(audio_BxT: jax.Array, cfg, ramp_exponent: float,
   if start_ramp_samples:
     w_T = w_T.copy()
     w_T[:start_ramp_samples] *= np.linspace(0.0, 1.0, start_ramp_samples, endpoint=False)
-  return signal.stft_magnitude(audio_BxT * w_T, cfg.window, cfg.hop)
+  return signal.stft_magnitude(audio_BxT * w_T[None], cfg.window, cfg.hop)
 
 
 def energy_removal_loss(target_spec_BxFxN: jax.Array, spec_sum_BxFxN: jax.Array) -> jax.Array:

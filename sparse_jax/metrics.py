@@ -87,8 +87,8 @@ def _centred_stft(audio_T: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     (n_fft // 2 + 1, 1 + T // hop) complex, unnormalised rfft.
   """
   pad = n_fft // 2
-  mode = "reflect" if audio_T.size > 1 else "constant"
-  padded_T = np.pad(audio_T, (pad, pad), mode=mode)
+  padded_T = (np.pad(audio_T, (pad, pad), mode="reflect") if audio_T.size > 1
+              else np.pad(audio_T, (pad, pad), mode="constant"))
   n_frames = 1 + audio_T.size // hop
   frames_NxG = _frames(padded_T, n_fft, hop, n_frames) * hann_periodic(n_fft, np.float64)
   return np.fft.rfft(frames_NxG, axis=-1).T
@@ -297,13 +297,13 @@ def align(ref_T, est_T, max_lag: int) -> np.ndarray:
 # ViSQOL (optional: the visqol-python package, a pure-Python port of Google's ViSQOL v3 that ships
 # its model; nothing is downloaded at run time).
 VISQOL_RATE = 48000
-_VISQOL_API = []
+_VISQOL_API: list = []
 
 
 def visqol_missing() -> str | None:
   """None if ViSQOL can run here, else one line saying what is missing and how to get it."""
   try:
-    import visqol  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+    import visqol  # noqa: F401  (only whether it imports)
   except ImportError:
     return ("ViSQOL needs the visqol-python package: .venv/bin/pip install visqol-python "
             "(or pass --no-visqol)")
@@ -326,14 +326,15 @@ def visqol(ref_T, est_T, sample_rate: int) -> float:
     # NaN): give silence the scale's floor.
     return 1.0
   if not _VISQOL_API:
-    import logging  # pylint: disable=g-import-not-at-top
-    from visqol import VisqolApi  # pylint: disable=g-import-not-at-top
+    import logging
+
+    from visqol import VisqolApi
     # It warns (logging) about every non-48 kHz or short input; our inputs are resampled.
     logging.getLogger("visqol").setLevel(logging.ERROR)
     api = VisqolApi()
     api.create(mode="audio")
     _VISQOL_API.append(api)
-  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  from sparse_jax import audio_io
   ref48 = audio_io.resample(ref_T, sample_rate, VISQOL_RATE).astype(np.float64)
   est48 = audio_io.resample(est_T, sample_rate, VISQOL_RATE).astype(np.float64)
   return float(_VISQOL_API[0].measure_from_arrays(ref48, est48, VISQOL_RATE).moslqo)

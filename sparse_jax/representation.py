@@ -12,7 +12,7 @@ a collapsed one (N events of D dimensions):
   pile up at window starts are placed by the window, not by the music).
 * `stacked_share` (given each event's window): the share of events on a frame that an earlier
   event of their window already took: the greedy loop's way of removing one loud onset in
-  slivers, several events deep (README, representation health: "stacked events").
+  slivers, several events deep (docs/collapse.md, "stacked events").
 * `centroid_spread_octaves`: the standard deviation of log2 of the events' spectral centroids
   (power spectrum).
 * `duration_ms`: the median over events of the time in which an event emits the middle 80% of
@@ -36,7 +36,7 @@ FIRST_FRAMES = 4
 HEAD_TABLES = {head: table for block in BLOCKS.values() for head, table in block.lookups.items()}
 
 
-def _replicated(x_ExD: jax.Array) -> jax.Array:
+def _replicated(x_ExD: jax.typing.ArrayLike) -> jax.Array:
   """The whole set on every device.  Inside the sharded train step the events arrive split over
   the batch axis, and both figures mix every pair of rows (an SVD, an N x N product)."""
   x = jnp.asarray(x_ExD, jnp.float32)
@@ -47,16 +47,16 @@ def _replicated(x_ExD: jax.Array) -> jax.Array:
   return jax.sharding.reshard(x, PartitionSpec())
 
 
-def effective_rank(vectors_ExD: jax.Array) -> jax.Array:
+def effective_rank(vectors_ExD: jax.typing.ArrayLike) -> jax.Array:
   """exp(entropy of the normalised singular values of the centred vectors), in [1, D]."""
   x = _replicated(vectors_ExD)
-  s = jnp.linalg.svd(x - x.mean(0), compute_uv=False)
+  s = jnp.linalg.svd(x - x.mean(0, keepdims=True), compute_uv=False)
   p = s / jnp.maximum(s.sum(), 1e-30)
   entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
   return jnp.exp(entropy)
 
 
-def mean_abs_cosine(vectors_ExD: jax.Array) -> jax.Array:
+def mean_abs_cosine(vectors_ExD: jax.typing.ArrayLike) -> jax.Array:
   """Mean |cosine| over the N (N - 1) ordered pairs of different vectors (zero vectors count 0)."""
   x = _replicated(vectors_ExD)
   n = x.shape[0]
@@ -135,7 +135,7 @@ def summarize(vectors_ExD, frames_in_window_E, gains_E, events_ExT=None, sample_
   sounding = gains > 0
   vectors = np.asarray(vectors_ExD, np.float32)[sounding]
   frames = np.asarray(frames_in_window_E)[sounding]
-  out = {"events": int(sounding.sum()), "silent_events": int((~sounding).sum())}
+  out: dict = {"events": int(sounding.sum()), "silent_events": int((~sounding).sum())}
   if len(vectors) < 2:
     return out
   out["effective_rank"] = float(effective_rank(vectors))

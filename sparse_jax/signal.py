@@ -42,7 +42,8 @@ def stft(audio_xT: jax.Array, window: int, hop: int) -> jax.Array:
   padded = jnp.pad(audio_xT[..., :n * hop], [(0, 0)] * len(lead) + [(0, window)])
   blocks = padded.reshape(*lead, n + overlap, hop)
   frames = jnp.concatenate([blocks[..., k:k + n, :] for k in range(overlap)], axis=-1)
-  spec = jnp.fft.rfft(frames * hann_periodic(window), axis=-1, norm="ortho")  # (..., N, F)
+  window_G = hann_periodic(window).reshape((1,) * (frames.ndim - 1) + (-1,))
+  spec = jnp.fft.rfft(frames * window_G, axis=-1, norm="ortho")  # (..., N, F)
   return jnp.swapaxes(spec, -1, -2)
 
 
@@ -64,11 +65,14 @@ def fft_convolve(a_xT: jax.Array, b_xT: jax.Array, fft_len: int | None = None) -
   """
   ta, tb = a_xT.shape[-1], b_xT.shape[-1]
   size = fft_len or fft_size(ta + tb - 1)
-  spec = jnp.fft.rfft(a_xT, n=size) * jnp.fft.rfft(b_xT, n=size)
-  return jnp.fft.irfft(spec, n=size)[..., :ta]
+  fa, fb = jnp.fft.rfft(a_xT, n=size), jnp.fft.rfft(b_xT, n=size)
+  rank = max(fa.ndim, fb.ndim)  # a one-signal input meets a bank: its leading axes written out
+  fa = fa.reshape((1,) * (rank - fa.ndim) + fa.shape)
+  fb = fb.reshape((1,) * (rank - fb.ndim) + fb.shape)
+  return jnp.fft.irfft(fa * fb, n=size)[..., :ta]
 
 
-def delay_ramp(size: int, delay_int_x: jax.Array, delay_frac_x: jax.Array) -> jax.Array:
+def delay_ramp(size: int, delay_int_x: jax.Array, delay_frac_x: jax.Array | float) -> jax.Array:
   """The rfft of a one-hot at `delay_int + delay_frac` samples, for FFTs of length `size`.
 
   Multiplying a spectrum by it delays the signal.  The whole-sample part is reduced modulo
@@ -134,7 +138,8 @@ def delay_integer(audio_T: jax.Array, delay: jax.Array) -> jax.Array:
 
 def fine_shift(audio_xT: jax.Array, shift_x: jax.Array) -> jax.Array:
   """Delays by a fractional number of samples (a linear phase ramp on the 2T-padded signal)."""
-  return schedule(audio_xT, jnp.zeros(jnp.shape(shift_x), jnp.int32), 1.0, 1, shift_x)
+  return schedule(audio_xT, jnp.zeros(jnp.shape(shift_x), jnp.int32), jnp.float32(1.0), 1,
+                  shift_x)
 
 
 def upsample_linear(x_xL: jax.Array, out_len: int) -> jax.Array:
@@ -152,8 +157,9 @@ def upsample_linear(x_xL: jax.Array, out_len: int) -> jax.Array:
   left = jnp.concatenate([x_xL[..., :1], x_xL[..., :-1]], axis=-1)
   right = jnp.concatenate([x_xL[..., 1:], x_xL[..., -1:]], axis=-1)
   x = x_xL[..., None]
-  up = (x + np.maximum(w_U, 0) * (right[..., None] - x)
-        + np.minimum(w_U, 0) * (x - left[..., None]))
+  lead = (1,) * x_xL.ndim  # w broadcasts over every axis but the factor's, written out
+  up = (x + np.maximum(w_U, 0).reshape(lead + (-1,)) * (right[..., None] - x)
+        + np.minimum(w_U, 0).reshape(lead + (-1,)) * (x - left[..., None]))
   return up.reshape(*x_xL.shape[:-1], out_len)
 
 

@@ -71,11 +71,11 @@ def fft_resonances(params_Cx3F: jax.Array, n_samples: int, window: int) -> jax.A
   phase0_CxF = jnp.pi * jnp.tanh(params_Cx3F[:, n_bins:2 * n_bins])
   start_CxF = jax.nn.sigmoid(params_Cx3F[:, 2 * n_bins:])
   t_N1 = np.arange(n_res_frames, dtype=np.float32)[:, None]
-  amp_CxNxF = start_CxF[:, None] * jnp.exp(t_N1 * jnp.log(decay_CxF)[:, None])
+  amp_CxNxF = start_CxF[:, None] * jnp.exp(t_N1[None] * jnp.log(decay_CxF)[:, None])
   ramp_F = np.linspace(0.0, np.pi, n_bins, dtype=np.float32)
-  phase_CxNxF = (t_N1 + 1.0) * ramp_F + phase0_CxF[:, None]
+  phase_CxNxF = ((t_N1 + 1.0) * ramp_F[None])[None] + phase0_CxF[:, None]
   frames_CxNxG = jnp.fft.irfft(amp_CxNxF * jnp.exp(1j * phase_CxNxF), n=window, axis=-1)
-  frames_CxNxG = frames_CxNxG * signal.hann_periodic(window)
+  frames_CxNxG = frames_CxNxG * signal.hann_periodic(window)[None, None]
   # Overlap-add at hop = window/2: output block b = first half of frame b + second half of b-1.
   halves = frames_CxNxG.reshape(-1, n_res_frames, 2, hop)
   first, second = halves[:, :, 0], halves[:, :, 1]

@@ -11,10 +11,17 @@ import sys
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
                       "--xla_llvm_disable_expensive_passes=true")
 
+from sparse_jax import xla_flags  # noqa: E402
+
+xla_flags.set_for_this_process()  # what every entry point sets (the package itself sets nothing)
+
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 4)
 jax.config.update("jax_platforms", "cpu")
+# Broadcasting arrays of different ranks is written out (`x[None]`), as nanodo's tests require:
+# an implicit rank promotion is how a (B,) meets a (T,) and silently makes (B, T).
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # Several tests build the same programs (the tiny train step, say) in new jit objects or in
 # subprocesses: a compilation cache shared by the session compiles each only once.

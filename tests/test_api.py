@@ -1,8 +1,8 @@
 """The Python API (sparse_jax/api.py): the README's 'Python API' example, step by step."""
+import codec_fixtures
 import numpy as np
 import pytest
 
-import codec_fixtures
 from sparse_jax import api, audio_io
 from sparse_jax.errors import UserError
 
@@ -13,7 +13,7 @@ def codec():
 
 
 def stereo_44k(codec, seconds=1.5):
-  from test_stream import own_events  # pylint: disable=g-import-not-at-top
+  from test_stream import own_events
   mono = own_events(codec, int(seconds * codec.sample_rate), every=7)
   mono = audio_io.resample(0.5 * mono / np.abs(mono).max(), codec.sample_rate, 44100)
   return np.stack([mono, 0.5 * mono], axis=1)
@@ -56,7 +56,7 @@ def test_load_encode_edit_decode_write_read(codec, tmp_path):
 def test_kbps_and_bad_input(codec):
   audio = stereo_44k(codec)
   events = api.encode(codec, audio, 44100, kbps=2.0)
-  from sparse_jax.codec import sjx  # pylint: disable=g-import-not-at-top
+  from sparse_jax.codec import sjx
   assert sjx.bitrate_kbps(events) <= 2.0
   assert 1 <= events.events_per_window <= codec.default_events
   with pytest.raises(UserError, match="lowest rate"):

@@ -14,8 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import cost, quality, speed
+from benchmarks import cost, quality
 from sparse_jax import metrics
+
+# Part of `make test` (CI), not of `make test-fast`: runs the benchmarks end to end.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -10,14 +10,16 @@ import types
 
 import ml_collections
 import numpy as np
+import pool_tasks
 import pytest
 import soundfile as sf
 
-import pool_tasks
-from sparse_jax import audio_io
-from sparse_jax import data
+from sparse_jax import audio_io, data
 from sparse_jax.data import classical, ljspeech, musicnet, segments
 from sparse_jax.errors import UserError
+
+# Part of `make test` (CI), not of `make test-fast`: renders the embedded dataset.
+pytestmark = pytest.mark.slow
 
 
 def _wav(path, audio, sr, subtype='FLOAT'):

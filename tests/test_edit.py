@@ -4,9 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from sparse_jax.codec import edit
+from sparse_jax.codec import edit, sjx
 from sparse_jax.codec import events as events_lib
-from sparse_jax.codec import sjx
 from sparse_jax.errors import UserError
 
 SR, HOP = 22050, 256

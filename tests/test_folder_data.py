@@ -7,11 +7,14 @@ import zipfile
 import numpy as np
 import pytest
 import soundfile as sf
-
 import synthetic
+
 from sparse_jax import data, training
 from sparse_jax.data import augment, folder, gather
 from sparse_jax.errors import UserError
+
+# Part of `make test` (CI), not of `make test-fast`: trains on a folder with augmentation.
+pytestmark = pytest.mark.slow
 
 SR = 22050
 

@@ -10,10 +10,14 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-
+import pytest
 import synthetic
+
 from configs import musicnet
 from sparse_jax import train_step
+
+# Part of `make test` (CI), not of `make test-fast`: trains until the loss moves.
+pytestmark = pytest.mark.slow
 
 
 def test_tiny_config_learns_to_remove_energy():

@@ -5,8 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 import synthetic
+
 from configs import musicnet
 from sparse_jax import losses, signal, train_step
 from sparse_jax.model import encode_audio
@@ -97,6 +97,7 @@ def test_energy_loss_telescopes_to_the_sorted_greedy_sum():
   assert float(got) == pytest.approx(want, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_per_step_objective_scores_each_event_on_its_own_residual(tiny, batch):
   cfg, graphs, state = tiny
   m = cfg.model
@@ -238,6 +239,7 @@ def one_step(tiny, batch):
   return state, new_state, jax.device_get(metrics)
 
 
+@pytest.mark.slow
 def test_every_parameter_gets_a_finite_nonzero_gradient(one_step):
   """After one Adam step, a parameter array moves iff its gradient is non-zero somewhere."""
   before, after, metrics = one_step

@@ -16,8 +16,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from sparse_jax import checkpoint, data, losses, training
+
+# Part of `make test` (CI), not of `make test-fast`: starts several training processes.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -36,7 +36,7 @@ def test_disabled_bar_is_silent(monkeypatch):
 def test_the_count_never_goes_back_after_the_first_unit(monkeypatch):
   """One bar, one count: restarting the clock after the compiling first window must not redraw
   the bar at 0 (an encode showed `1/375` and then `0/375`)."""
-  import re  # pylint: disable=g-import-not-at-top
+  import re
   monkeypatch.setattr(sys, "stderr", io.StringIO())
   bar = progress.bar(5, "encoding", unit="window")
   bar.update(1)

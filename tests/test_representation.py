@@ -86,7 +86,8 @@ def test_stacked_share_counts_events_on_a_frame_already_taken_in_their_window():
 
 def test_figures_are_the_same_on_a_batch_sharded_array():
   # Inside the train step the events are split over the ('data',) mesh axis.
-  from jax.sharding import NamedSharding, PartitionSpec as P
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
   x = jax.random.normal(jax.random.key(0), (64, 16))
   mesh = jax.make_mesh((jax.device_count(),), ("data",),
                        axis_types=(jax.sharding.AxisType.Explicit,))

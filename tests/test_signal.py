@@ -1,8 +1,8 @@
 """Signal ops against numpy/scipy references and known signals."""
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.signal
-import jax.numpy as jnp
 
 from sparse_jax import signal
 

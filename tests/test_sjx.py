@@ -462,7 +462,7 @@ def test_write_into_missing_folder(tmp_path):
 
 
 def test_written_file_honours_the_umask_like_audio_outputs(tmp_path):
-  from sparse_jax import audio_io  # pylint: disable=g-import-not-at-top
+  from sparse_jax import audio_io
   ev = make_events(np.random.default_rng(0))
   old = os.umask(0o022)
   try:

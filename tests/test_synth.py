@@ -89,6 +89,7 @@ def _render_event(controls, spectra, n, window, hop, attack_samples, chain=None)
                                         None if chain is None else blocks.chain(chain)))
 
 
+@pytest.mark.slow
 def test_render_event_is_silent_before_its_frame_and_scales_with_gain():
   window, hop, n = 256, 64, 4096
   n_bins = window // 2 + 1
@@ -221,10 +222,12 @@ def test_a_block_can_be_left_out_of_the_chain():
     blocks.chain(("attack", "reverb"))
 
 
+@pytest.mark.slow
 def test_a_decoder_without_a_block_has_neither_its_heads_nor_its_constants():
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  from configs import musicnet  # pylint: disable=g-import-not-at-top
-  from sparse_jax.decoder import Decoder, head_sizes  # pylint: disable=g-import-not-at-top
+  from flax import nnx
+
+  from configs import musicnet
+  from sparse_jax.decoder import Decoder, head_sizes
   cfg = musicnet.get_config("tiny").model
   full = head_sizes(cfg)
   cfg.blocks = ("attack", "resonance")

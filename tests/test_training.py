@@ -6,15 +6,18 @@ import struct
 import subprocess
 import sys
 
+import codec_fixtures
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile as sf
 
-import codec_fixtures
-from sparse_jax import checkpoint, losses, training, train_step
+from sparse_jax import checkpoint, losses, train_step, training
 from sparse_jax.errors import UserError
+
+# In `make test` (CI), not in `make test-fast`: trains the tiny model (subprocesses, resumes).
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -206,7 +209,7 @@ def test_resume_drops_the_metrics_rows_it_computes_again(tiny_config, tmp_path):
 
 
 def _tensorboard_events(folder):
-  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2
   for name in sorted(os.listdir(folder)):
     with open(os.path.join(folder, name), "rb") as f:
       data = f.read()
@@ -225,7 +228,7 @@ def _tensorboard_audio(folder):
 def _tensorboard_scalars(folder, tag):
   """{step: value} of a tag as TensorBoard shows it: event files in order, a session START at
   step T hiding the earlier files' steps >= T (a resumed run's purge)."""
-  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2
   values = {}
   for event in _tensorboard_events(folder):
     if event.session_log.status == event_pb2.SessionLog.START:

@@ -10,8 +10,13 @@
 """
 import os
 
-from sparse_jax.data.segments import (AudioItem, AudioSource, SegmentSampler, default_cache_dir,
-                                      eval_clips)
+from sparse_jax.data.segments import (
+  AudioItem,
+  AudioSource,
+  SegmentSampler,
+  default_cache_dir,
+  eval_clips,
+)
 from sparse_jax.errors import UserError
 
 # The one registry of dataset names: config validation and `make_source` both read it.
@@ -42,16 +47,16 @@ def make_source(data_config, *, sample_rate: int, split: str) -> AudioSource:
   if cache_dir:
     cache_dir = os.path.expanduser(cache_dir)
   if name == 'classical':
-    from sparse_jax.data import classical  # pylint: disable=g-import-not-at-top
+    from sparse_jax.data import classical
     return classical.make_source(root, sample_rate=sample_rate, split=split, cache_dir=cache_dir)
   if name == 'musicnet':
-    from sparse_jax.data import musicnet  # pylint: disable=g-import-not-at-top
+    from sparse_jax.data import musicnet
     return musicnet.make_source(root, sample_rate=sample_rate, split=split, cache_dir=cache_dir)
   if name == 'ljspeech':
-    from sparse_jax.data import ljspeech  # pylint: disable=g-import-not-at-top
+    from sparse_jax.data import ljspeech
     return ljspeech.make_source(root, sample_rate=sample_rate, split=split, cache_dir=cache_dir)
   if name == 'folder':
-    from sparse_jax.data import folder  # pylint: disable=g-import-not-at-top
+    from sparse_jax.data import folder
     return folder.make_source(root, sample_rate=sample_rate, split=split, cache_dir=cache_dir)
   raise UserError(f'data.name={name!r} is not a known dataset; set --config.data.name to one of '
                   f'{", ".join(DATASETS)}')

@@ -48,7 +48,7 @@ def augment_window(audio_T: np.ndarray, other_T: np.ndarray, rng: np.random.Gene
       parameters of one stage never depend on another's coin.
     sample_rate: in Hz.
   """
-  import pedalboard  # pylint: disable=g-import-not-at-top  (only augmented runs need it)
+  import pedalboard  # only augmented runs need it
   n = audio_T.shape[0]
   coin = {name: rng.random() < p for name, p in CHAIN.items()}
   u = rng.random(16)  # every continuous parameter, drawn once
@@ -58,7 +58,7 @@ def augment_window(audio_T: np.ndarray, other_T: np.ndarray, rng: np.random.Gene
     x_T = x_T + _peak_normalise(np.asarray(other_T, np.float64)) * 10**(-12 * u[0] / 20)
   if coin['polarity']:
     x_T = -x_T
-  effects = []
+  effects: list = []  # pedalboard Plugins
   if coin['eq']:
     effects += [
         pedalboard.LowShelfFilter(cutoff_frequency_hz=80 + 320 * u[1], gain_db=18 * u[2] - 9),

@@ -34,13 +34,22 @@ import os
 import pathlib
 import sys
 import time
-
+from collections.abc import Iterable
 
 from sparse_jax import files, progress
 from sparse_jax.data import pool
-from sparse_jax.data.scores import (SAMPLE_RATE, _EXT_PREFERENCE, _hash01, composer_of,
-                                    corpus_dir, output_name, render_movement, soundfont_path,
-                                    style_of, work_of)
+from sparse_jax.data.scores import (
+  _EXT_PREFERENCE,
+  SAMPLE_RATE,
+  _hash01,
+  composer_of,
+  corpus_dir,
+  output_name,
+  render_movement,
+  soundfont_path,
+  style_of,
+  work_of,
+)
 from sparse_jax.data.segments import AudioItem, AudioSource
 from sparse_jax.errors import UserError
 
@@ -76,14 +85,14 @@ def default_root() -> pathlib.Path:
 
 def _core_paths() -> list:
   """Every score of music21's core corpus, relative to the corpus folder, '/'-separated."""
-  from music21 import corpus  # pylint: disable=g-import-not-at-top
+  from music21 import corpus
   base = corpus_dir()
   return sorted(os.path.relpath(str(p), base).replace(os.sep, '/') for p in corpus.getCorePaths())
 
 
 def candidate_works() -> list:
   """All movements the 'full' preset renders, in corpus order (one encoding per score)."""
-  by_stem = collections.OrderedDict()
+  by_stem: collections.OrderedDict = collections.OrderedDict()
   for rel in _core_paths():
     stem, ext = os.path.splitext(rel)
     if (composer_of(rel) not in _COMPOSERS_FULL or '/choraleAnalyses/' in rel or rel in _SKIP or
@@ -152,7 +161,7 @@ def _render_task(task) -> tuple:
   try:
     return ('ok', render_movement(task['corpus_path'], task['out_wav'], task['sample_rate'],
                                   task.get('style')))
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     # Report any failure of one score and go on: one bad score must not stop the build.
     message = str(e).splitlines()[0][:300] if str(e) else ''
     return ('error', f'{type(e).__name__}: {message}')
@@ -297,6 +306,7 @@ def build(root=None, *, preset: str = 'small', workers: int = 2, progress: bool 
           f'failed before, into {root}', file=sys.stderr)
   start, last_save = time.monotonic(), 0.0
   try:
+    results: Iterable
     if not tasks:
       results = ()  # Nothing to render: start no workers at all.
     elif workers > 0:

@@ -42,7 +42,7 @@ class Source:
 
 
 def _classical_train() -> str:
-  from sparse_jax.data import classical  # pylint: disable=g-import-not-at-top
+  from sparse_jax.data import classical
   return os.path.join(classical.default_root(), 'train')
 
 
@@ -83,7 +83,7 @@ def _members(source: Source) -> list:
       return os.path.join(source.path, name)
   else:
     raise UserError(f'{source.path}: no such folder or archive; install the package that holds '
-                    f'the {source.name} recordings (see the README) or leave the source out')
+                    f'the {source.name} recordings (docs/training.md) or leave the source out')
   return sorted(((n, opener) for n in names), key=lambda item: _unit(source.name, item[0]))
 
 

@@ -46,7 +46,7 @@ class Pool:
     # A top-level function (pickled by name into each worker): task -> (status, payload).
     self.handler = handler
     self.n_workers = max(1, n_workers)
-    self.workers = []  # dicts: proc, conn, ready, spawned, task, started
+    self.workers: list[dict] = []  # dicts: proc, conn, ready, spawned, task, started
 
   def _spawn(self):
     target = importlib.import_module('sparse_jax.data.pool')._worker

@@ -109,7 +109,7 @@ def soundfont_path() -> str:
 
 
 def corpus_dir() -> str:
-  from music21 import common  # pylint: disable=g-import-not-at-top
+  from music21 import common
   return str(common.getCorpusFilePath())
 
 
@@ -147,7 +147,7 @@ def _hash01(text: str) -> float:
 
 def _parse_score(corpus_path: str):
   """Parses a corpus score given as 'bach/bwv66.6' or 'beethoven/opus18no1/movement1.mxl'."""
-  from music21 import converter, corpus  # pylint: disable=g-import-not-at-top
+  from music21 import converter, corpus
   full = os.path.join(corpus_dir(), corpus_path)
   candidates = [full] + [full + ext for ext in _EXT_PREFERENCE]
   path = next((c for c in candidates if os.path.isfile(c)), None)
@@ -163,7 +163,7 @@ def _parse_score(corpus_path: str):
 
 def _strip_repeats(score):
   """Removes repeat barlines and repeat expressions, for scores whose repeats cannot expand."""
-  from music21 import bar, repeat  # pylint: disable=g-import-not-at-top
+  from music21 import bar, repeat
   for measure in score.recurse().getElementsByClass('Measure'):
     if isinstance(measure.leftBarline, bar.Repeat):
       measure.leftBarline = None
@@ -180,7 +180,7 @@ def _score_midi_bytes(score) -> bytes:
   overall), some corpus scores have repeats it cannot expand at all ("badly formed repeats"), and
   for training data a repeat only duplicates audio: so repeats are dropped before the export.
   """
-  from music21 import midi  # pylint: disable=g-import-not-at-top
+  from music21 import midi
   _strip_repeats(score)
   return midi.translate.streamToMidiFile(score).writestr()
 
@@ -252,7 +252,7 @@ def add_percussion(mid, corpus_path: str) -> bool:
   or ride on the eighths, with velocities and fills drawn from the work's own seed; a crash opens
   the piece.  Returns whether a track was added.
   """
-  import mido  # pylint: disable=g-import-not-at-top
+  import mido
   work = work_of(corpus_path)
   if _hash01(work + '#drums') >= PERCUSSION_SHARE:
     return False
@@ -299,7 +299,7 @@ def _assign_channels(mid, track_programs):
   Returns:
     {channel: program} for the channels used.
   """
-  import mido  # pylint: disable=g-import-not-at-top
+  import mido
   channels = [c for c in range(16) if c != 9]
   used = {}
   note_tracks = [k for k, tr in enumerate(mid.tracks) if any(m.type == 'note_on' for m in tr)]
@@ -343,10 +343,10 @@ def midi_labels(mid, channel_programs, sample_rate: int) -> list:
     Rows (start_time, end_time, instrument (1-based), note, start_beat, end_beat (duration in
     beats), note_value), sorted by start time.
   """
-  import mido  # pylint: disable=g-import-not-at-top
+  import mido
   tpb = float(mid.ticks_per_beat)
   tempo, tick, seconds = 500000, 0, 0.0
-  open_notes = collections.defaultdict(collections.deque)
+  open_notes: dict = collections.defaultdict(collections.deque)
   rows = []
   for msg in mido.merge_tracks(mid.tracks):
     if msg.time:
@@ -371,7 +371,7 @@ def midi_labels(mid, channel_programs, sample_rate: int) -> list:
 # ------------------------------------------------------------------------------------------------
 # MIDI -> audio.
 
-_SOUNDFONT_BYTES = {}
+_SOUNDFONT_BYTES: dict[str, bytes] = {}
 
 
 def synthesize(midi_bytes: bytes, sample_rate: int = SAMPLE_RATE,
@@ -387,7 +387,7 @@ def synthesize(midi_bytes: bytes, sample_rate: int = SAMPLE_RATE,
   Returns:
     audio_T: float32 (T,) mono, not normalised, running _RELEASE_S past the last event.
   """
-  import tinysoundfont  # pylint: disable=g-import-not-at-top
+  import tinysoundfont
   path = soundfont or soundfont_path()
   if path not in _SOUNDFONT_BYTES:  # 6-140 MB: read once per process.
     with open(path, 'rb') as f:
@@ -454,7 +454,7 @@ def render_movement(corpus_path: str, out_wav, sample_rate: int = SAMPLE_RATE,
   Returns:
     A manifest entry: seconds, notes, programs, ensemble, export_s, render_s.
   """
-  import mido  # pylint: disable=g-import-not-at-top
+  import mido
   style = style or style_of()
   out_wav = os.fspath(out_wav)
   t0 = time.monotonic()

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import os
 import re
-from typing import Callable, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -43,8 +43,8 @@ class AudioItem:
   """
   name: str
   path: str
-  member: Optional[str] = None
-  read: Optional[Callable[[], Tuple[np.ndarray, int]]] = None
+  member: str | None = None
+  read: Callable[[], tuple[np.ndarray, int]] | None = None
 
 
 class AudioSource:
@@ -66,7 +66,7 @@ class AudioSource:
     self.sample_rate = int(sample_rate)
     self.cache_dir = os.path.join(cache_dir or default_cache_dir(), 'audio')
     self.description = description
-    self._arrays = {}
+    self._arrays: dict[int, np.ndarray] = {}
     # How many recordings this object decoded (not found in the cache): tests and logs use it.
     self.decode_count = 0
 
@@ -132,7 +132,7 @@ class AudioSource:
   @property
   def total_seconds(self) -> float:
     """Total duration.  Reads file headers only for plain files that are not cached yet."""
-    total = 0
+    total = 0.0
     for i, item in enumerate(self._items):
       if i in self._arrays or item.read is not None or os.path.exists(self.cache_path(i)):
         total += self.num_samples(i) / self.sample_rate
@@ -210,7 +210,7 @@ class SegmentSampler:
     self.seed = int(seed)
     self.augment = bool(augment)
 
-  def choices(self, step: int, batch_size: int) -> Tuple[np.ndarray, np.ndarray]:
+  def choices(self, step: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """The global batch's draws for one step.
 
     Args:
@@ -264,7 +264,7 @@ class SegmentSampler:
 
   def _augmented(self, audio_T: np.ndarray, step: int, row: int) -> np.ndarray:
     """Row `row` of the global batch of `step`, augmented (its own stream: any host agrees)."""
-    from sparse_jax.data import augment  # pylint: disable=g-import-not-at-top
+    from sparse_jax.data import augment
     rng = np.random.default_rng([self.seed, int(step), augment.ROW_STREAM, int(row)])
     other_T = self._draw(int(rng.integers(len(self.source))), float(rng.random()))
     return augment.augment_window(audio_T, other_T, rng, self.source.sample_rate)

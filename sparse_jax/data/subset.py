@@ -53,7 +53,7 @@ def choose_clips(folders, n_clips: int, clip_seconds: float, seed: int = 0) -> l
       if info.frames > 0:
         rows.append((info.duration < clip_seconds, _hash_unit(seed, rel), rel, info))
     queues.append([(folder, rel, info) for _, _, rel, info in sorted(rows)])
-  clips = []
+  clips: list[dict] = []
   while len(clips) < n_clips and any(queues):
     for queue in queues:
       while queue and len(clips) < n_clips:

@@ -1,5 +1,5 @@
-"""The shipped model: `model.npz`, the generator of configs/pretrained.py's run (README, "The
-pretrained model").  `encode`, `decode`, `edit`, `report` and `api.load_codec()` use it when no
+"""The shipped model: `model.npz`, the generator of configs/pretrained.py's run
+(docs/model_card.md).  `encode`, `decode`, `edit`, `report` and `api.load_codec()` use it when no
 --workdir / model is given.  It holds generator parameters only (float16), read by
 `sparse_jax.generator.load`."""
 import os
