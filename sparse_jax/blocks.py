@@ -7,21 +7,27 @@ declares
     heads(cfg)                         {head name: output shape per event}
     tables(cfg, init)                  {table name: initial array} (trained; `init.uniform(s, shape)`
                                        draws U(-s, s) from the model's next key, `init.key()` a key)
+    constants(cfg)                     {constant name: array} (never trained, never checkpointed:
+                                       made deterministically from the config, e.g. a seeded bank)
     lookups                            {head name: table name} (ReLU-weighted mixes of rows)
     controls(heads, tables, geo)       {control name: batched array}
-    render(x, controls, consts, geo)   one event's signal from the previous block's
+    render(x, controls, consts, geo)   one event's signal from the previous block's; `consts` are
+                                       this block's own constants
 
-and `model.blocks` (default `DEFAULT_BLOCKS`) lists the chain, so adding one is adding one class
-to `BLOCKS` and its name to the config.  The attack comes first (it makes the excitation); the
-others can be left out (`--config.model.blocks="('attack', 'resonance')"`: no room).  Heads and
-tables keep the order of the chain, which fixes the parameters' initialisation and names.
+and `model.blocks` (default `DEFAULT_BLOCKS`) lists the chain, so adding one is one class,
+`register`ed, and its name in the config.  Head, table and control names are shared by the
+chain's blocks: a name two blocks declare is an error (`check_names`), never an overwrite.  The
+decoder, the train step, the checkpoint and the generator file know nothing block-specific.
+The attack comes first (it makes the excitation); the others can be left out
+(`--config.model.blocks="('attack', 'resonance')"`: no room).  Heads and tables keep the order
+of the chain, which fixes the parameters' initialisation and names.
 
 Shape letters as in `geometry.py`.
 """
 import jax
 import jax.numpy as jnp
 
-from sparse_jax import signal, synth
+from sparse_jax import rooms, signal, synth
 from sparse_jax.encoder import uniform_init
 from sparse_jax.geometry import Geometry
 
@@ -42,13 +48,27 @@ class TableInit:
 DEFAULT_BLOCKS = ("attack", "resonance", "room")
 
 
+class Block:
+  """What every block has unless it says otherwise: no tables, no lookups, no constants."""
+  name = ""
+  lookups: dict = {}
+
+  def tables(self, cfg, init) -> dict:
+    del cfg, init
+    return {}
+
+  def constants(self, cfg) -> dict:
+    del cfg
+    return {}
+
+
 def _mix(weights_BxJ, table_RxQ):
   """The lookup: a ReLU-weighted, unnormalised mix of a table's rows (a linear layer whose input
   is rectified)."""
   return jax.nn.relu(weights_BxJ) @ table_RxQ
 
 
-class Attack:
+class Attack(Block):
   """A noise burst: a train of spikes, filtered by C noise filters under deformation masks."""
   name = "attack"
   lookups = {"envelopes": "envelopes", "noise_resonance": "noise_filters",
@@ -93,7 +113,7 @@ class Attack:
                          controls["noise_mix_2"])
 
 
-class Resonance:
+class Resonance(Block):
   """The instrument: the input convolved with C resonances, each under a deformation mask."""
   name = "resonance"
   lookups = {"resonances": "resonances", "deformations": "deformations"}
@@ -135,7 +155,7 @@ class Resonance:
     return synth.dry_wet(dry_T, jnp.sum(wet_CxT * masks_CxT, axis=0), controls["mix_2"])
 
 
-class Room:
+class Room(Block):
   """A mix of the fixed bank of room impulse responses (`rooms.py`; constants, not tables)."""
   name = "room"
   lookups = {"room_choice": "rooms"}
@@ -143,8 +163,10 @@ class Room:
   def heads(self, cfg):
     return {"room_choice": (cfg.n_rooms,), "room_mix": (2,)}
 
-  def tables(self, cfg, init):
-    return {}
+  def constants(self, cfg):
+    # The bank's rfft at 2T: the room is applied in the frequency domain (render).
+    return {"spectra_RxQ": rooms.room_bank_spectra(cfg.n_rooms, cfg.n_samples, cfg.sample_rate,
+                                                   cfg.room_seed)}
 
   def controls(self, heads, tables, geo):
     return {"room_weights_R": jax.nn.relu(heads["room_choice"]), "room_mix_2": heads["room_mix"]}
@@ -152,7 +174,7 @@ class Room:
   def render(self, x, controls, consts, geo):
     # Linear, so x3 = h0 * (rir conv x2) + h1 * x2 has spectrum X2 * (h0 * RIR + h1): one FFT
     # pair at 2T (the room's tail is as long as the window), then the window crop.
-    rooms_spec_RxQ = consts["rooms_spec_RxQ"]
+    rooms_spec_RxQ = consts["spectra_RxQ"]
     x_T, size = _to_window(x, geo), 2 * geo.n_samples
     room_Q = controls["room_weights_R"].astype(rooms_spec_RxQ.dtype) @ rooms_spec_RxQ
     h = jax.nn.softmax(controls["room_mix_2"])
@@ -161,6 +183,37 @@ class Room:
 
 
 BLOCKS = {block.name: block for block in (Attack(), Resonance(), Room())}
+
+
+def register(block) -> None:
+  """Makes `block` available to `model.blocks` under its name (a new name: never a replacement)."""
+  if not block.name or block.name in BLOCKS:
+    raise ValueError(f"a block needs a name of its own; {block.name!r} is "
+                     f"{'taken' if block.name else 'empty'}")
+  BLOCKS[block.name] = block
+
+
+def check_names(kind: str, names_by_block) -> None:
+  """ValueError unless every name of `kind` (head, table, control, constant) that the chain's
+  blocks declare belongs to one block only.  `names_by_block`: (block name, names) pairs."""
+  owners: dict = {}
+  for block_name, names in names_by_block:
+    for name in names:
+      other = owners.setdefault(name, block_name)
+      if other != block_name:
+        raise ValueError(f"blocks {other!r} and {block_name!r} both declare the {kind} "
+                         f"{name!r}: rename one of them")
+
+
+def check_chain(cfg) -> tuple:
+  """The chain of `cfg.blocks` (`chain`), with its head and table names checked for collisions
+  (tables by their shapes alone: nothing is allocated)."""
+  from flax import nnx  # the tables' initialiser draws from nnx.Rngs
+  blocks = chain(cfg.blocks)
+  check_names("head", [(b.name, b.heads(cfg)) for b in blocks])
+  tables = jax.eval_shape(lambda: [b.tables(cfg, TableInit(nnx.Rngs(0))) for b in blocks])
+  check_names("table", [(b.name, t) for b, t in zip(blocks, tables)])
+  return blocks
 
 
 def chain(names) -> tuple:
@@ -192,11 +245,12 @@ def render_event(controls: dict, consts: dict, geo: Geometry, blocks=None) -> ja
 
   Args:
     controls: the event's controls (every block's, plus frame, gain and fine).
-    consts: the blocks' constants ({'rooms_spec_RxQ': the room bank's rfft at 2T} for the room).
+    consts: {block name: that block's constants} ({'room': {'spectra_RxQ': the room bank's
+      rfft at 2T}}).
     geo: the sizes.
     blocks: the chain (default: `DEFAULT_BLOCKS`).
   """
   x = None
   for block in blocks or chain(DEFAULT_BLOCKS):
-    x = block.render(x, controls, consts, geo)
+    x = block.render(x, controls, consts.get(block.name, {}), geo)
   return schedule(_to_window(x, geo), controls, geo)

@@ -204,7 +204,7 @@ def validate(cfg) -> None:
     if not ok:
       raise UserError(f"bad config value: {message}")
   try:
-    blocks.chain(m.blocks)
+    blocks.check_chain(m)
   except ValueError as e:
     raise UserError(f"bad config value: {e}") from None
   problem = loss.adversarial and discriminator.layers_problem(m, cfg.disc)

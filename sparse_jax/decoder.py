@@ -12,13 +12,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from sparse_jax import blocks, rooms
+from sparse_jax import blocks
 from sparse_jax.encoder import trunk_scale, uniform_init
 from sparse_jax.geometry import Geometry
 
 
-class RoomBank(nnx.Variable):
-  """A constant (never trained, never checkpointed): rebuilt from the config's seed."""
+class BlockConstant(nnx.Variable):
+  """A block's constant (never trained, never checkpointed): rebuilt from the config."""
+
+# The schedule's controls and the fine shift's head, beside the blocks' own names.
+_SCHEDULE = ("frame", "gain", "fine")
 
 
 def head_sizes(cfg) -> dict[str, tuple[int, ...]]:
@@ -28,8 +31,10 @@ def head_sizes(cfg) -> dict[str, tuple[int, ...]]:
   The paper's model also computes `amplitudes` (1) and `res_filter` (2, 64) but never uses them
   (2.2M dead parameters); they are left out here.
   """
+  chain = blocks.chain(cfg.blocks)
+  blocks.check_names("head", [(b.name, b.heads(cfg)) for b in chain] + [("schedule", _SCHEDULE)])
   sizes = {}
-  for block in blocks.chain(cfg.blocks):
+  for block in chain:
     sizes.update(block.heads(cfg))
   if cfg.fine_positioning:
     sizes["fine"] = (1,)
@@ -99,15 +104,17 @@ class Decoder(nnx.Module):
     self.fine_positioning = nnx.static(bool(cfg.fine_positioning))
     self.heads = MultiHeadMLP(cfg, head_sizes(cfg), rngs)
     init = blocks.TableInit(rngs)
-    names = []
-    for block in self.chain:
-      for name, value in block.tables(cfg, init).items():
+    tables = [(block.name, block.tables(cfg, init)) for block in self.chain]
+    blocks.check_names("table", tables + [("decoder", vars(self))])
+    for _, block_tables in tables:
+      for name, value in block_tables.items():
         setattr(self, name, nnx.Param(value))
-        names.append(name)
-    self.table_names = nnx.static(tuple(names))
-    if any(block.name == "room" for block in self.chain):
-      self.room_spectra = RoomBank(jnp.asarray(rooms.room_bank_spectra(
-          cfg.n_rooms, cfg.n_samples, cfg.sample_rate, cfg.room_seed)))
+    self.table_names = nnx.static(tuple(name for _, t in tables for name in t))
+    # Each block's constants under its own name (a constant is local to its block's render).
+    self.constants = nnx.Dict({
+        block.name: nnx.Dict({name: BlockConstant(jnp.asarray(value))
+                              for name, value in block.constants(cfg).items()})
+        for block in self.chain})
 
   def controls(self, vector_BxD, frame_B, gain_B, fine_B=None) -> dict[str, jax.Array]:
     """The synthesis controls of every block of the chain, batched over B, and the schedule's
@@ -115,9 +122,12 @@ class Decoder(nnx.Module):
     stores its own)."""
     heads = self.heads(vector_BxD)
     tables = {name: getattr(self, name)[...] for name in self.table_names}
+    by_block = [(block.name, block.controls(heads, tables, self.geometry))
+                for block in self.chain]
+    blocks.check_names("control", by_block + [("schedule", _SCHEDULE)])
     out = {}
-    for block in self.chain:
-      out.update(block.controls(heads, tables, self.geometry))
+    for _, controls in by_block:
+      out.update(controls)
     out.update(frame=frame_B, gain=gain_B)
     b = vector_BxD.shape[0]
     if fine_B is not None:
@@ -131,6 +141,7 @@ class Decoder(nnx.Module):
   def __call__(self, vector_BxD, frame_B, gain_B, fine_B=None) -> tuple[jax.Array, jax.Array]:
     """Returns the scheduled audio (B, T) and the fine shift in samples (B,)."""
     controls = self.controls(vector_BxD, frame_B, gain_B, fine_B)
-    consts = {"rooms_spec_RxQ": self.room_spectra[...]} if hasattr(self, "room_spectra") else {}
+    consts = {name: {k: v[...] for k, v in block.items()}
+              for name, block in self.constants.items()}
     render = lambda ctl: blocks.render_event(ctl, consts, self.geometry, self.chain)
     return jax.vmap(render)(controls), controls["fine"]

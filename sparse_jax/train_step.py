@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from sparse_jax import losses, representation, rooms
+from sparse_jax import blocks, losses, representation
 from sparse_jax.discriminator import Discriminator
 from sparse_jax.model import SparseCodec, encode_audio
 
@@ -65,7 +65,7 @@ def abstract_generator(cfg) -> tuple[Graphs, nnx.State]:
   g_model, disc = nnx.eval_shape(lambda: build_modules(cfg, 0))
   g_graph, abstract_params, abstract_consts = nnx.split(g_model, nnx.Param, ...)  # type: ignore[misc]
   d_graph, _ = nnx.split(disc, nnx.Param)
-  return Graphs(g_graph, d_graph, room_constants(cfg, abstract_consts)), abstract_params
+  return Graphs(g_graph, d_graph, block_constants(cfg, abstract_consts)), abstract_params
 
 
 def make_graphs(cfg) -> Graphs:
@@ -100,12 +100,16 @@ def abstract_train_state(cfg) -> tuple[Graphs, TrainState]:
       functools.partial(init_train_state, cfg), jnp.asarray(cfg.seed, jnp.int32))
 
 
-def room_constants(cfg, abstract_consts: nnx.State) -> nnx.State:
-  """The generator's non-trained state (the room bank's spectra), built once on the host."""
-  m = cfg.model
-  spectra = jnp.asarray(rooms.room_bank_spectra(m.n_rooms, m.n_samples, m.sample_rate,
-                                                m.room_seed))
-  return jax.tree.map(lambda _: spectra, abstract_consts)
+def block_constants(cfg, abstract_consts: nnx.State) -> nnx.State:
+  """The generator's non-trained state, built once on the host: each leaf is the constant its
+  block makes from the config, found by its path (..., block name, constant name, 'value')."""
+  made = {block.name: block.constants(cfg.model) for block in blocks.chain(cfg.model.blocks)}
+
+  def value(path, leaf):
+    block, name = (getattr(k, "key", None) for k in path[-3:-1])
+    return jnp.asarray(made[block][name], leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(value, abstract_consts)
 
 
 def merge_generator(graphs: Graphs, g_params) -> SparseCodec:

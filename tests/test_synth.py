@@ -85,7 +85,8 @@ def _render_event(controls, spectra, n, window, hop, attack_samples, chain=None)
   """One event through the default chain of blocks (or `chain`), then the schedule."""
   s, p = controls["envelope_IxP"].shape
   geo = blocks.Geometry(n, window, hop, attack_samples, s, p)
-  return np.asarray(blocks.render_event(controls, {"rooms_spec_RxQ": jnp.asarray(spectra)}, geo,
+  return np.asarray(blocks.render_event(controls, {"room": {"spectra_RxQ": jnp.asarray(spectra)}},
+                                        geo,
                                         None if chain is None else blocks.chain(chain)))
 
 
@@ -233,7 +234,7 @@ def test_a_decoder_without_a_block_has_neither_its_heads_nor_its_constants():
   cfg.blocks = ("attack", "resonance")
   assert set(full) - set(head_sizes(cfg)) == {"room_choice", "room_mix"}
   decoder = nnx.eval_shape(lambda: Decoder(cfg, nnx.Rngs(0)))
-  assert not hasattr(decoder, "room_spectra")
+  assert "room" not in decoder.constants
   audio, _ = Decoder(cfg, nnx.Rngs(0))(jnp.ones((2, cfg.event_dim)), jnp.array([0, 3]),
                                        jnp.ones(2))
   assert audio.shape == (2, cfg.n_samples) and np.all(np.isfinite(np.asarray(audio)))
