@@ -1,29 +1,33 @@
 """Synthesis blocks: each one owns its MLP heads, its tables, its controls and its signal.
 
 An event is rendered by a chain of blocks, each mixing its input (dry) with a filtered copy (wet),
-then scheduled at its time (magenta/ddsp's processors: `get_controls`, `get_signal`).  A block
-declares
+then scheduled at its time (magenta/ddsp's processors: `get_controls`, `get_signal`).  A block is
+one frozen dataclass whose fields are its settings (its config section `model.blocks.<name>`),
+and declares
 
-    heads(cfg)                         {head name: output shape per event}
-    tables(cfg, init)                  {table name: initial array} (trained; `init.uniform(s, shape)`
+    heads()                            {head name: output shape per event}
+    tables(geo, init)                  {table name: initial array} (trained; `init.uniform(s, shape)`
                                        draws U(-s, s) from the model's next key, `init.key()` a key)
-    constants(cfg)                     {constant name: array} (never trained, never checkpointed:
-                                       made deterministically from the config, e.g. a seeded bank)
+    constants(geo)                     {constant name: array} (never trained, never checkpointed:
+                                       made deterministically from its settings, e.g. a seeded bank)
     lookups                            {head name: table name} (ReLU-weighted mixes of rows)
     controls(heads, tables, geo)       {control name: batched array}
     render(x, controls, consts, geo)   one event's signal from the previous block's; `consts` are
                                        this block's own constants
 
-and `model.blocks` (default `DEFAULT_BLOCKS`) lists the chain, so adding one is one class,
-`register`ed, and its name in the config.  Head, table and control names are shared by the
-chain's blocks: a name two blocks declare is an error (`check_names`), never an overwrite.  The
-decoder, the train step, the checkpoint and the generator file know nothing block-specific.
-The attack comes first (it makes the excitation); the others can be left out
-(`--config.model.blocks="('attack', 'resonance')"`: no room).  Heads and tables keep the order
-of the chain, which fixes the parameters' initialisation and names.
+`geo` carries the shared sizes (window, hop, frames, bins, sample rate).  `model.chain` (default
+`DEFAULT_BLOCKS`) lists the chain, so adding a block is one class, `register`ed, one config
+section and its name in the chain.  Head, table and control names are shared by the chain's
+blocks: a name two blocks declare is an error (`check_names`), never an overwrite.  The decoder,
+the train step, the checkpoint and the generator file know nothing block-specific.  The attack
+comes first (it makes the excitation); the others can be left out
+(`--config.model.chain="('attack', 'resonance')"`: no room).  Heads and tables keep the order of
+the chain, which fixes the parameters' initialisation and names.
 
 Shape letters as in `geometry.py`.
 """
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -49,16 +53,24 @@ DEFAULT_BLOCKS = ("attack", "resonance", "room")
 
 
 class Block:
-  """What every block has unless it says otherwise: no tables, no lookups, no constants."""
+  """What every block has unless it says otherwise: no tables, no lookups, no constants.
+
+  A block is a frozen dataclass whose fields are its settings, the keys of its config section
+  `model.blocks.<name>` (big_vision-style kwargs): it reads nothing else of the config.  The
+  shared sizes (window, hop, frames, bins, the sample rate) come in `geo`.
+  """
   name = ""
   lookups: dict = {}
 
-  def tables(self, cfg, init) -> dict:
-    del cfg, init
+  def heads(self) -> dict:
     return {}
 
-  def constants(self, cfg) -> dict:
-    del cfg
+  def tables(self, geo, init) -> dict:
+    del geo, init
+    return {}
+
+  def constants(self, geo) -> dict:
+    del geo
     return {}
 
 
@@ -68,31 +80,39 @@ def _mix(weights_BxJ, table_RxQ):
   return jax.nn.relu(weights_BxJ) @ table_RxQ
 
 
+@dataclasses.dataclass(frozen=True)
 class Attack(Block):
   """A noise burst: a train of spikes, filtered by C noise filters under deformation masks."""
+  n_envelopes: int                 # envelope table rows
+  envelope_spikes: int             # spikes per energy envelope
+  envelope_points: int             # envelope points before stretching
+  attack_samples: int              # envelope length after stretching
+  n_noise_filters: int
+  noise_filter_samples: int
+  noise_expressivity: int          # noise filters mixed per event
+  n_noise_deformations: int
   name = "attack"
   lookups = {"envelopes": "envelopes", "noise_resonance": "noise_filters",
              "noise_deformations": "noise_deformations"}
 
-  def heads(self, cfg):
-    return {"envelopes": (cfg.n_envelopes,),
-            "noise_resonance": (cfg.noise_expressivity, cfg.n_noise_filters),
-            "noise_deformations": (cfg.n_noise_deformations,),
+  def heads(self):
+    return {"envelopes": (self.n_envelopes,),
+            "noise_resonance": (self.noise_expressivity, self.n_noise_filters),
+            "noise_deformations": (self.n_noise_deformations,),
             "noise_mixes": (2,)}
 
-  def tables(self, cfg, init):
-    n_frames = Geometry.of(cfg).n_frames
-    return {"envelopes": init.uniform(0.02, (cfg.n_envelopes,
-                                             cfg.envelope_spikes * cfg.envelope_points)),
-            "noise_filters": init.uniform(1.0, (cfg.n_noise_filters, cfg.noise_filter_samples)),
-            "noise_deformations": init.uniform(0.02, (cfg.n_noise_deformations,
-                                                      cfg.noise_expressivity * n_frames))}
+  def tables(self, geo, init):
+    return {"envelopes": init.uniform(0.02, (self.n_envelopes,
+                                             self.envelope_spikes * self.envelope_points)),
+            "noise_filters": init.uniform(1.0, (self.n_noise_filters, self.noise_filter_samples)),
+            "noise_deformations": init.uniform(0.02, (self.n_noise_deformations,
+                                                      self.noise_expressivity * geo.n_frames))}
 
   def controls(self, heads, tables, geo):
     b = heads["envelopes"].shape[0]
     return {
         "envelope_IxP": _mix(heads["envelopes"], tables["envelopes"]).reshape(
-            b, geo.envelope_spikes, geo.envelope_points),
+            b, self.envelope_spikes, self.envelope_points),
         "noise_filters_CxL": _mix(heads["noise_resonance"],
                                   signal.unit_norm(tables["noise_filters"])),
         "noise_deform_CxN": _mix(heads["noise_deformations"], tables["noise_deformations"]
@@ -104,7 +124,7 @@ class Attack(Block):
     del x, consts  # the chain's source
     filter_len = controls["noise_filters_CxL"].shape[-1]
     # The attack is short (T/16 by default), so its convolutions use small FFTs.
-    impulse_A = jnp.pad(synth.energy_impulse(controls["envelope_IxP"], geo.attack_samples),
+    impulse_A = jnp.pad(synth.energy_impulse(controls["envelope_IxP"], self.attack_samples),
                         (0, filter_len - 1))
     noise_CxA = signal.fft_convolve(impulse_A, controls["noise_filters_CxL"])
     masks_CxA = synth.deformation_masks(controls["noise_deform_CxN"],
@@ -113,25 +133,27 @@ class Attack(Block):
                          controls["noise_mix_2"])
 
 
+@dataclasses.dataclass(frozen=True)
 class Resonance(Block):
   """The instrument: the input convolved with C resonances, each under a deformation mask."""
+  n_resonances: int                # rows of the FFT resonance table
+  instr_expressivity: int          # resonances mixed per event
+  n_deformations: int
   name = "resonance"
   lookups = {"resonances": "resonances", "deformations": "deformations"}
 
-  def heads(self, cfg):
-    return {"resonances": (cfg.instr_expressivity, cfg.n_resonances),
-            "deformations": (cfg.n_deformations,),
+  def heads(self):
+    return {"resonances": (self.instr_expressivity, self.n_resonances),
+            "deformations": (self.n_deformations,),
             "mixes": (2,)}
 
-  def tables(self, cfg, init):
-    geo = Geometry.of(cfg)
-    n_frames, n_bins = geo.n_frames, geo.n_bins
+  def tables(self, geo, init):
     # The resonance table is sparse at init: U(-6, 6) on about 1% of its entries.
     k_values, k_mask = jax.random.split(init.key())
-    res = init.uniform(6.0, (cfg.n_resonances, 3 * n_bins), key=k_values)
+    res = init.uniform(6.0, (self.n_resonances, 3 * geo.n_bins), key=k_values)
     return {"resonances": res * jax.random.bernoulli(k_mask, 0.01, res.shape),
-            "deformations": init.uniform(0.02, (cfg.n_deformations,
-                                                cfg.instr_expressivity * n_frames))}
+            "deformations": init.uniform(0.02, (self.n_deformations,
+                                                self.instr_expressivity * geo.n_frames))}
 
   def controls(self, heads, tables, geo):
     b = heads["resonances"].shape[0]
@@ -155,18 +177,21 @@ class Resonance(Block):
     return synth.dry_wet(dry_T, jnp.sum(wet_CxT * masks_CxT, axis=0), controls["mix_2"])
 
 
+@dataclasses.dataclass(frozen=True)
 class Room(Block):
   """A mix of the fixed bank of room impulse responses (`rooms.py`; constants, not tables)."""
+  n_rooms: int                     # synthetic room impulse responses (fixed, not trained)
+  room_seed: int
   name = "room"
   lookups = {"room_choice": "rooms"}
 
-  def heads(self, cfg):
-    return {"room_choice": (cfg.n_rooms,), "room_mix": (2,)}
+  def heads(self):
+    return {"room_choice": (self.n_rooms,), "room_mix": (2,)}
 
-  def constants(self, cfg):
+  def constants(self, geo):
     # The bank's rfft at 2T: the room is applied in the frequency domain (render).
-    return {"spectra_RxQ": rooms.room_bank_spectra(cfg.n_rooms, cfg.n_samples, cfg.sample_rate,
-                                                   cfg.room_seed)}
+    return {"spectra_RxQ": rooms.room_bank_spectra(self.n_rooms, geo.n_samples, geo.sample_rate,
+                                                   self.room_seed)}
 
   def controls(self, heads, tables, geo):
     return {"room_weights_R": jax.nn.relu(heads["room_choice"]), "room_mix_2": heads["room_mix"]}
@@ -182,15 +207,17 @@ class Room(Block):
                          n=size)[:geo.n_samples]
 
 
-BLOCKS = {block.name: block for block in (Attack(), Resonance(), Room())}
+# The block classes `model.blocks` may name, by name.
+BLOCKS: dict = {block.name: block for block in (Attack, Resonance, Room)}
 
 
-def register(block) -> None:
-  """Makes `block` available to `model.blocks` under its name (a new name: never a replacement)."""
-  if not block.name or block.name in BLOCKS:
-    raise ValueError(f"a block needs a name of its own; {block.name!r} is "
-                     f"{'taken' if block.name else 'empty'}")
-  BLOCKS[block.name] = block
+def register(block_class) -> None:
+  """Makes a block class available to `model.chain` under its name (never a replacement)."""
+  name = block_class.name
+  if not name or name in BLOCKS:
+    raise ValueError(f"a block needs a name of its own; {name!r} is "
+                     f"{'taken' if name else 'empty'}")
+  BLOCKS[name] = block_class
 
 
 def check_names(kind: str, names_by_block) -> None:
@@ -205,25 +232,42 @@ def check_names(kind: str, names_by_block) -> None:
                          f"{name!r}: rename one of them")
 
 
-def check_chain(cfg) -> tuple:
-  """The chain of `cfg.blocks` (`chain`), with its head and table names checked for collisions
-  (tables by their shapes alone: nothing is allocated)."""
-  from flax import nnx  # the tables' initialiser draws from nnx.Rngs
-  blocks = chain(cfg.blocks)
-  check_names("head", [(b.name, b.heads(cfg)) for b in blocks])
-  tables = jax.eval_shape(lambda: [b.tables(cfg, TableInit(nnx.Rngs(0))) for b in blocks])
-  check_names("table", [(b.name, t) for b, t in zip(blocks, tables)])
-  return blocks
-
-
-def chain(names) -> tuple:
-  """The blocks of `model.blocks`, checked: known names, the attack first, no repeats."""
+def chain_of(names, sections) -> tuple:
+  """The blocks `names` (checked: known, the attack first, each once), each made from its section
+  of `sections` ({block name: its settings})."""
   names = tuple(names)
   unknown = [n for n in names if n not in BLOCKS]
   if unknown or not names or names[0] != "attack" or len(set(names)) != len(names):
-    raise ValueError(f"model.blocks={names!r}: the attack first, then any of "
+    raise ValueError(f"model.chain={names!r}: the attack first, then any of "
                      f"{', '.join(n for n in BLOCKS if n != 'attack')}, each once")
-  return tuple(BLOCKS[n] for n in names)
+  out = []
+  for name in names:
+    if name not in sections:
+      raise ValueError(f"model.blocks.{name}: no settings for the block {name!r}; add its "
+                       "section to the config")
+    settings = dict(sections[name])
+    fields = [f.name for f in dataclasses.fields(BLOCKS[name])]
+    if sorted(settings) != sorted(fields):
+      raise ValueError(f"model.blocks.{name} has {sorted(settings)}; the block takes {fields}")
+    out.append(BLOCKS[name](**settings))
+  return tuple(out)
+
+
+def chain(cfg) -> tuple:
+  """The blocks of a model config: `model.chain`, each made from its `model.blocks` section."""
+  return chain_of(cfg.chain, cfg.blocks)
+
+
+def check_chain(cfg) -> tuple:
+  """`chain(cfg)`, with its head and table names checked for collisions (tables by their shapes
+  alone: nothing is allocated)."""
+  from flax import nnx  # the tables' initialiser draws from nnx.Rngs
+  blocks = chain(cfg)
+  geo = Geometry.of(cfg)
+  check_names("head", [(b.name, b.heads()) for b in blocks])
+  tables = jax.eval_shape(lambda: [b.tables(geo, TableInit(nnx.Rngs(0))) for b in blocks])
+  check_names("table", [(b.name, t) for b, t in zip(blocks, tables)])
+  return blocks
 
 
 def _to_window(x, geo):
@@ -240,7 +284,7 @@ def schedule(x_T, controls, geo):
   return controls["gain"] * signal.fine_shift(scheduled_T, controls["fine"])
 
 
-def render_event(controls: dict, consts: dict, geo: Geometry, blocks=None) -> jax.Array:
+def render_event(controls: dict, consts: dict, geo: Geometry, blocks) -> jax.Array:
   """One event's audio (T,): the chain of blocks, then the schedule.
 
   Args:
@@ -248,9 +292,9 @@ def render_event(controls: dict, consts: dict, geo: Geometry, blocks=None) -> ja
     consts: {block name: that block's constants} ({'room': {'spectra_RxQ': the room bank's
       rfft at 2T}}).
     geo: the sizes.
-    blocks: the chain (default: `DEFAULT_BLOCKS`).
+    blocks: the chain (`chain`).
   """
   x = None
-  for block in blocks or chain(DEFAULT_BLOCKS):
+  for block in blocks:
     x = block.render(x, controls, consts.get(block.name, {}), geo)
   return schedule(_to_window(x, geo), controls, geo)

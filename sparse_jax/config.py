@@ -19,7 +19,6 @@ from sparse_jax.errors import UserError
 # the code did this).  `migrate` fills them in, so an old checkpoint or generator file trains,
 # encodes and decodes exactly as before.
 LEGACY = {
-    "model.blocks": ("attack", "resonance", "room"),
     "model.encoder_input": "linear",
     "model.exclusion_frames": 0,
     "model.fan_in_init": False,
@@ -33,6 +32,14 @@ LEGACY = {
     "optim.schedule": "constant",
     "optim.final_lr_fraction": 0.1,
     "data.augment": False,
+}
+# The built-in blocks' settings, which sat flat in `model` before each block had its section.
+BLOCK_FIELDS = {
+    "attack": ("n_envelopes", "envelope_spikes", "envelope_points", "attack_samples",
+               "n_noise_filters", "noise_filter_samples", "noise_expressivity",
+               "n_noise_deformations"),
+    "resonance": ("n_resonances", "instr_expressivity", "n_deformations"),
+    "room": ("n_rooms", "room_seed"),
 }
 
 
@@ -59,21 +66,26 @@ def defaults() -> ml_collections.ConfigDict:
   # Decoder: one MLP per synthesis control.
   c.model.mlp_hidden = 512
   c.model.mlp_blocks = 2
-  c.model.n_envelopes = 256        # envelope table rows
-  c.model.envelope_spikes = 32     # spikes per energy envelope
-  c.model.envelope_points = 128    # envelope points before stretching
-  c.model.attack_samples = 8192    # envelope length after stretching (T / 16)
-  c.model.n_noise_filters = 64
-  c.model.noise_filter_samples = 128
-  c.model.noise_expressivity = 2   # noise filters mixed per event
-  c.model.n_noise_deformations = 32
-  c.model.n_resonances = 4096      # rows of the FFT resonance table
-  c.model.instr_expressivity = 4   # resonances mixed per event
-  c.model.n_deformations = 256
-  c.model.n_rooms = 40             # synthetic room impulse responses (fixed, not trained)
-  # The synthesis chain (sparse_jax/blocks.py): the attack first, then any of the others.
-  c.model.blocks = ("attack", "resonance", "room")
-  c.model.room_seed = 0
+  # The synthesis chain (sparse_jax/blocks.py): the attack first, then any of the others; each
+  # block's settings are its own section (the fields of its class).
+  c.model.chain = ("attack", "resonance", "room")
+  c.model.blocks = ml_collections.ConfigDict()
+  c.model.blocks.attack = ml_collections.ConfigDict()
+  c.model.blocks.attack.n_envelopes = 256        # envelope table rows
+  c.model.blocks.attack.envelope_spikes = 32     # spikes per energy envelope
+  c.model.blocks.attack.envelope_points = 128    # envelope points before stretching
+  c.model.blocks.attack.attack_samples = 8192    # envelope length after stretching (T / 16)
+  c.model.blocks.attack.n_noise_filters = 64
+  c.model.blocks.attack.noise_filter_samples = 128
+  c.model.blocks.attack.noise_expressivity = 2   # noise filters mixed per event
+  c.model.blocks.attack.n_noise_deformations = 32
+  c.model.blocks.resonance = ml_collections.ConfigDict()
+  c.model.blocks.resonance.n_resonances = 4096   # rows of the FFT resonance table
+  c.model.blocks.resonance.instr_expressivity = 4  # resonances mixed per event
+  c.model.blocks.resonance.n_deformations = 256
+  c.model.blocks.room = ml_collections.ConfigDict()
+  c.model.blocks.room.n_rooms = 40               # synthetic room impulses (fixed, not trained)
+  c.model.blocks.room.room_seed = 0
   c.model.fine_positioning = True  # sub-hop shift of +-1 hop from an MLP head
   c.model.init_scale = 0.02        # U(-s, s) for dense weights, as the paper's initialiser
   # Hidden layers U(+-sqrt(3 / fan_in)) instead of U(+-init_scale): at 0.02 the event vectors
@@ -137,8 +149,15 @@ def defaults() -> ml_collections.ConfigDict:
 
 
 def migrate(data: dict) -> dict:
-  """A saved config (the dict of its JSON) with every `LEGACY` field it lacks filled in."""
+  """A saved config (the dict of its JSON) in today's layout: the blocks' flat settings moved to
+  their sections (`model.chain` from the old `model.blocks` list, or the built-in chain), and
+  every `LEGACY` field it lacks filled in."""
   data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+  model = data.setdefault("model", {})
+  if not isinstance(model.get("blocks"), dict):  # saved before the blocks had sections
+    model["chain"] = tuple(model.pop("blocks", None) or ("attack", "resonance", "room"))
+    model["blocks"] = {name: {f: model.pop(f) for f in names if f in model}
+                       for name, names in BLOCK_FIELDS.items()}
   for path, value in LEGACY.items():
     section, field = path.split(".")
     data.setdefault(section, {}).setdefault(field, value)
@@ -147,11 +166,12 @@ def migrate(data: dict) -> dict:
 
 def from_dict(data: dict) -> ml_collections.ConfigDict:
   """A config as saved in JSON (config.json, a generator file), migrated, as code expects it."""
-  cfg = ml_collections.ConfigDict(migrate(data))
-  # JSON turns tuples into lists; the model expects hashable tuples.
-  cfg.model.dilations = tuple(cfg.model.dilations)
-  cfg.model.blocks = tuple(cfg.model.blocks)
-  return cfg
+  data = migrate(data)
+  # JSON turns tuples into lists; the model expects hashable tuples (set before the ConfigDict
+  # types its fields: it would turn a tuple assigned to a list field back into a list).
+  for field in ("dilations", "chain"):
+    data["model"][field] = tuple(data["model"][field])
+  return ml_collections.ConfigDict(data)
 
 
 def validate(cfg) -> None:
@@ -159,7 +179,12 @@ def validate(cfg) -> None:
   from sparse_jax import blocks, data, discriminator  # the checks need their names
   from sparse_jax.geometry import Geometry
   m, loss = cfg.model, cfg.loss
+  try:
+    blocks.check_chain(m)  # first: the checks below read the attack's section
+  except ValueError as e:
+    raise UserError(f"bad config value: {e}") from None
   half = Geometry.of(m).half
+  attack = m.blocks.attack
   per_step = loss.energy_objective == "per_step"
   checks = [
       (m.n_samples > 0 and m.n_samples & (m.n_samples - 1) == 0,
@@ -168,9 +193,11 @@ def validate(cfg) -> None:
       (m.n_samples % m.window == 0,
        f"model.n_samples={m.n_samples} must be a multiple of model.window={m.window}"),
       (m.n_events >= 1, f"model.n_events={m.n_events} must be at least 1"),
-      (m.attack_samples % m.envelope_points == 0 and m.attack_samples < m.n_samples,
-       f"model.attack_samples={m.attack_samples} must be a multiple of model.envelope_points="
-       f"{m.envelope_points} and shorter than the window"),
+      (attack.attack_samples % attack.envelope_points == 0
+       and attack.attack_samples < m.n_samples,
+       f"model.blocks.attack.attack_samples={attack.attack_samples} must be a multiple of "
+       f"model.blocks.attack.envelope_points={attack.envelope_points} and shorter than the "
+       "window"),
       (m.encoder_input in ("linear", "log_centred"),
        f"model.encoder_input={m.encoder_input!r} must be 'linear' or 'log_centred'"),
       (cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size} must be >= 1"),
@@ -203,10 +230,6 @@ def validate(cfg) -> None:
   for ok, message in checks:
     if not ok:
       raise UserError(f"bad config value: {message}")
-  try:
-    blocks.check_chain(m)
-  except ValueError as e:
-    raise UserError(f"bad config value: {e}") from None
   problem = loss.adversarial and discriminator.layers_problem(m, cfg.disc)
   if problem:
     raise UserError(f"bad config value: {problem}")

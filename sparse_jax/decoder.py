@@ -31,11 +31,11 @@ def head_sizes(cfg) -> dict[str, tuple[int, ...]]:
   The paper's model also computes `amplitudes` (1) and `res_filter` (2, 64) but never uses them
   (2.2M dead parameters); they are left out here.
   """
-  chain = blocks.chain(cfg.blocks)
-  blocks.check_names("head", [(b.name, b.heads(cfg)) for b in chain] + [("schedule", _SCHEDULE)])
+  chain = blocks.chain(cfg)
+  blocks.check_names("head", [(b.name, b.heads()) for b in chain] + [("schedule", _SCHEDULE)])
   sizes = {}
   for block in chain:
-    sizes.update(block.heads(cfg))
+    sizes.update(block.heads())
   if cfg.fine_positioning:
     sizes["fine"] = (1,)
   return sizes
@@ -99,12 +99,12 @@ class Decoder(nnx.Module):
   """
 
   def __init__(self, cfg, rngs: nnx.Rngs):
-    self.chain = nnx.static(blocks.chain(cfg.blocks))
+    self.chain = nnx.static(blocks.chain(cfg))
     self.geometry = nnx.static(Geometry.of(cfg))
     self.fine_positioning = nnx.static(bool(cfg.fine_positioning))
     self.heads = MultiHeadMLP(cfg, head_sizes(cfg), rngs)
     init = blocks.TableInit(rngs)
-    tables = [(block.name, block.tables(cfg, init)) for block in self.chain]
+    tables = [(block.name, block.tables(self.geometry, init)) for block in self.chain]
     blocks.check_names("table", tables + [("decoder", vars(self))])
     for _, block_tables in tables:
       for name, value in block_tables.items():
@@ -113,7 +113,7 @@ class Decoder(nnx.Module):
     # Each block's constants under its own name (a constant is local to its block's render).
     self.constants = nnx.Dict({
         block.name: nnx.Dict({name: BlockConstant(jnp.asarray(value))
-                              for name, value in block.constants(cfg).items()})
+                              for name, value in block.constants(self.geometry).items()})
         for block in self.chain})
 
   def controls(self, vector_BxD, frame_B, gain_B, fine_B=None) -> dict[str, jax.Array]:

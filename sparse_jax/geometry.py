@@ -23,20 +23,17 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class Geometry:
-  """Every size the blocks, the encoder and the codec derive from the model config."""
+  """The sizes every block, the encoder and the codec share, derived from the model config (a
+  block's own sizes are its settings, `blocks.py`)."""
   n_samples: int
   window: int
   hop: int
-  attack_samples: int = 0
-  envelope_spikes: int = 0
-  envelope_points: int = 0
+  sample_rate: int = 22050
 
   @classmethod
   def of(cls, cfg) -> "Geometry":
     """From a model config (a ConfigDict or any object with its fields)."""
-    return cls(int(cfg.n_samples), int(cfg.window), int(cfg.hop),
-               int(getattr(cfg, "attack_samples", 0)), int(getattr(cfg, "envelope_spikes", 0)),
-               int(getattr(cfg, "envelope_points", 0)))
+    return cls(int(cfg.n_samples), int(cfg.window), int(cfg.hop), int(cfg.sample_rate))
 
   @property
   def n_frames(self) -> int:

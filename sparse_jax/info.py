@@ -51,7 +51,8 @@ def parameter_counts(cfg) -> dict:
       "generator_total leaves out the reference's two unused heads (amplitudes, res_filter: "
       f"{dead:,} parameters); paper_count_with_unused_heads adds them back for comparison with "
       "the paper's 45.1M")
-  counts["room_bank_constants"] = _count(nnx.state(model.decoder, nnx.Not(nnx.Param)))
+  # The blocks' constants (the room bank), never trained: not parameters.
+  counts["block_constants"] = _count(nnx.state(model.decoder, nnx.Not(nnx.Param)))
   disc = nnx.eval_shape(lambda: Discriminator(cfg.model, cfg.disc, nnx.Rngs(0)))
   counts["discriminator"] = _count(nnx.state(disc, nnx.Param))
   return counts

@@ -15,6 +15,7 @@ from flax import nnx
 
 from sparse_jax import blocks, losses, representation
 from sparse_jax.discriminator import Discriminator
+from sparse_jax.geometry import Geometry
 from sparse_jax.model import SparseCodec, encode_audio
 
 
@@ -103,7 +104,8 @@ def abstract_train_state(cfg) -> tuple[Graphs, TrainState]:
 def block_constants(cfg, abstract_consts: nnx.State) -> nnx.State:
   """The generator's non-trained state, built once on the host: each leaf is the constant its
   block makes from the config, found by its path (..., block name, constant name, 'value')."""
-  made = {block.name: block.constants(cfg.model) for block in blocks.chain(cfg.model.blocks)}
+  geo = Geometry.of(cfg.model)
+  made = {block.name: block.constants(geo) for block in blocks.chain(cfg.model)}
 
   def value(path, leaf):
     block, name = (getattr(k, "key", None) for k in path[-3:-1])

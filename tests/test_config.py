@@ -27,16 +27,18 @@ def test_every_config_file_has_every_field_of_the_defaults():
 
 
 def test_the_shipped_models_config_migrates_to_what_it_trained_as():
-  """The shipped model's config.json predates four fields; migration gives each the value the
-  code used before the field existed, and the model id it carries is the one of the saved JSON."""
+  """The shipped model's config.json predates four fields and the blocks' sections: migration
+  moves its flat block settings into sections and gives each missing field the value the code
+  used before the field existed."""
   with np.load(shipped.MODEL_PATH) as z:
     saved = json.loads(z["config.json"].tobytes().decode())
-  missing = {f"{s}.{k}" for s, section in _saved(pretrained.get_config()).items()
-             if isinstance(section, dict) for k in section if k not in saved.get(s, {})}
-  assert missing == {"model.blocks", "model.exclusion_frames", "model.encoder_input",
-                     "loss.trained_events", "loss.overshoot_weight"}
+  assert "blocks" not in saved["model"] and saved["model"]["n_resonances"] == 512  # the old layout
+  for field in ("exclusion_frames", "encoder_input"):
+    assert field not in saved["model"]
+  assert "trained_events" not in saved["loss"] and "overshoot_weight" not in saved["loss"]
   cfg = config.from_dict(saved)
-  assert cfg.model.blocks == ("attack", "resonance", "room") and cfg.model.exclusion_frames == 0
+  assert cfg.model.chain == ("attack", "resonance", "room") and cfg.model.exclusion_frames == 0
+  assert cfg.model.blocks.resonance.n_resonances == 512 and "n_resonances" not in cfg.model
   assert cfg.loss.trained_events == 0 and cfg.loss.overshoot_weight == 1.0
   assert cfg.model.encoder_input == "linear"
   # Everything else is configs/pretrained.py's (the run overrode its root and step count).
@@ -44,7 +46,19 @@ def test_the_shipped_models_config_migrates_to_what_it_trained_as():
   for section in ("model", "loss", "optim", "disc"):
     assert _saved(cfg)[section] == recipe[section], section
   config.validate(cfg)
-  assert config.migrate(saved) != saved and "blocks" not in saved["model"]  # saved is untouched
+  assert "blocks" not in saved["model"]  # the saved dict itself is untouched
+
+
+def test_a_config_of_the_flat_layout_migrates_to_todays():
+  """A quickstart config as saved before the blocks had sections (flat settings, `model.blocks`
+  the chain) loads as today's quickstart config."""
+  today = _saved(quickstart.get_config())
+  flat = {s: (dict(v) if isinstance(v, dict) else v) for s, v in today.items()}
+  model = flat["model"] = dict(today["model"])
+  model["blocks"] = list(model.pop("chain"))
+  for section in today["model"]["blocks"].values():
+    model.update(section)
+  assert _saved(config.from_dict(flat)) == today
 
 
 def test_a_config_saved_today_loads_unchanged_and_keeps_its_model_id():

@@ -84,10 +84,16 @@ def test_room_bank_is_deterministic_peak_normalised_and_decays_as_designed():
 def _render_event(controls, spectra, n, window, hop, attack_samples, chain=None):
   """One event through the default chain of blocks (or `chain`), then the schedule."""
   s, p = controls["envelope_IxP"].shape
-  geo = blocks.Geometry(n, window, hop, attack_samples, s, p)
+  geo = blocks.Geometry(n, window, hop)
+  # Only what rendering reads matters: the attack's sizes (the rest shape parameters).
+  sections = {"attack": dict(n_envelopes=1, envelope_spikes=s, envelope_points=p,
+                             attack_samples=attack_samples, n_noise_filters=1,
+                             noise_filter_samples=1, noise_expressivity=1, n_noise_deformations=1),
+              "resonance": dict(n_resonances=1, instr_expressivity=1, n_deformations=1),
+              "room": dict(n_rooms=spectra.shape[0], room_seed=0)}
+  chain = blocks.chain_of(chain or blocks.DEFAULT_BLOCKS, sections)
   return np.asarray(blocks.render_event(controls, {"room": {"spectra_RxQ": jnp.asarray(spectra)}},
-                                        geo,
-                                        None if chain is None else blocks.chain(chain)))
+                                        geo, chain))
 
 
 @pytest.mark.slow
@@ -218,9 +224,9 @@ def test_a_block_can_be_left_out_of_the_chain():
   late = slice(n // 2, None)
   assert np.sum(with_room[late] ** 2) > 1.2 * np.sum(no_room[late] ** 2)
   with pytest.raises(ValueError, match="the attack first"):
-    blocks.chain(("resonance", "attack"))
+    blocks.chain_of(("resonance", "attack"), {})
   with pytest.raises(ValueError, match="the attack first"):
-    blocks.chain(("attack", "reverb"))
+    blocks.chain_of(("attack", "reverb"), {})
 
 
 @pytest.mark.slow
@@ -231,7 +237,7 @@ def test_a_decoder_without_a_block_has_neither_its_heads_nor_its_constants():
   from sparse_jax.decoder import Decoder, head_sizes
   cfg = musicnet.get_config("tiny").model
   full = head_sizes(cfg)
-  cfg.blocks = ("attack", "resonance")
+  cfg.chain = ("attack", "resonance")
   assert set(full) - set(head_sizes(cfg)) == {"room_choice", "room_mix"}
   decoder = nnx.eval_shape(lambda: Decoder(cfg, nnx.Rngs(0)))
   assert "room" not in decoder.constants
