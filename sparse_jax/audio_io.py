@@ -23,6 +23,8 @@ _FORMATS = {
 # What a folder of recordings is searched for (folder datasets, `encode DIR`, the real-audio
 # benchmark): the formats libsndfile reads.
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.oga', '.mp3', '.aif', '.aiff', '.au', '.w64')
+# What an audio input should be, in the one line that refuses another kind of path.
+AUDIO_FILE = 'an audio file (wav, flac, ogg, mp3)'
 # Subtypes that store integers, so values outside [-1, 1] would wrap or saturate unpredictably.
 _INTEGER_SUBTYPES = ('PCM_S8', 'PCM_U8', 'PCM_16', 'PCM_24', 'PCM_32')
 
@@ -108,7 +110,7 @@ def read_audio(path):
     name, source = '<stdin>', io.BytesIO(path.read())
   else:
     name = source = os.fspath(path)
-    files.check_input_file(name, 'an audio file (wav, flac, ogg, mp3)')
+    files.check_input_file(name, AUDIO_FILE)
   try:
     audio_TxC, sr_in = sf.read(source, dtype='float32', always_2d=True)
   except (sf.SoundFileError, sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:

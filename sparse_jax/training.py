@@ -147,7 +147,7 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False,
   source = data.make_source(cfg.data, sample_rate=cfg.model.sample_rate, split="train")
   log(f"{source.description}: {len(source)} recording(s); decoding any not yet cached into "
       f"{source.cache_dir}")
-  source.warm_cache(show_progress=progress and jax.process_index() == 0)
+  seconds = source.warm_cache(show_progress=progress and jax.process_index() == 0)
   sampler = data.SegmentSampler(source, cfg.model.n_samples, cfg.seed,
                                 augment=cfg.data.augment)
   mesh = make_mesh()
@@ -183,7 +183,7 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False,
   state = jax.device_put(state, replicated)
   step_fn, batch_sharding = compile_step(cfg, graphs, mesh)
   log(f"training {cfg.train.num_steps} steps on {n_dev} {jax.devices()[0].platform} device(s), "
-      f"{source.total_seconds / 3600:.2f} h of audio, batch {cfg.train.batch_size}")
+      f"{seconds / 3600:.2f} h of audio, batch {cfg.train.batch_size}")
   if jax.process_count() > 1:
     rows = cfg.train.batch_size // jax.process_count()
     first = jax.process_index() * rows

@@ -45,6 +45,7 @@ import time
 import numpy as np
 
 from sparse_jax import files
+from sparse_jax.audio_io import AUDIO_FILE
 from sparse_jax.errors import UserError
 
 AUDIO_OUT_EXTENSIONS = (".wav", ".flac", ".ogg")
@@ -57,16 +58,16 @@ RESCALE_PEAK = 0.99
 INFO_MAX_WINDOWS_LISTED = 64
 
 
-def load_codec(model):
-  """The Python API's cached codec (imported here: the API brings JAX, which a command that fails
-  on its arguments never needs)."""
-  from sparse_jax import api
-  return api.load_codec(model)
-
-
 def _api():
+  """The Python API, imported when a command needs it: it brings JAX, which a command that fails
+  on its arguments never needs."""
   from sparse_jax import api
   return api
+
+
+def load_codec(model):
+  """The Python API's cached codec."""
+  return _api().load_codec(model)
 
 
 def _check_output_folder(path):
@@ -299,7 +300,7 @@ def _refine_summary(r):
 def cmd_encode(args):
   if args.input != STDIO and os.path.isdir(args.input):
     return _encode_folder(args, _encode_options(args))
-  _check_input(args.input, "an audio file (wav, flac, ogg, mp3)")
+  _check_input(args.input, AUDIO_FILE)
   # OUT.wav (.flac, .ogg): encodec's one-step round trip; the events go to --sjx if asked.
   round_trip = args.output != STDIO and _audio_ext(args.output) in AUDIO_OUT_EXTENSIONS
   if round_trip:
@@ -591,7 +592,7 @@ def _counts_text(counts):
 
 
 def cmd_report(args):
-  _check_input(args.input, "an audio file (wav, flac, ogg, mp3)")
+  _check_input(args.input, AUDIO_FILE)
   out = args.out
   parent = os.path.dirname(os.path.abspath(out))
   if not os.path.isdir(parent):

@@ -117,7 +117,7 @@ class WindowTrace:
   steps_K: np.ndarray
 
 
-def host_stft(audio_T: np.ndarray, start_frame: int, n: int, window: int, hop: int) -> np.ndarray:
+def _host_stft(audio_T: np.ndarray, start_frame: int, n: int, window: int, hop: int) -> np.ndarray:
   """|STFT| frames [start_frame, start_frame + n) of (already zero-padded) audio, float32 (F, n).
 
   The codec's STFT (periodic Hann, ortho rfft, no centring; frame t covers samples
@@ -140,7 +140,7 @@ def level_scale(audio_T: np.ndarray) -> float:
   return 1.0 / max(float(audio_T.max()), _LOPSIDED * top)
 
 
-def check_resolutions(codec) -> tuple:
+def _resolutions(codec) -> tuple:
   """The (window, hop) STFTs at which a window may not raise the decoded error, model's first."""
   own = (codec.window, codec.hop)
   return (own,) if own == REPORTED_STFT else (own, REPORTED_STFT)
@@ -201,11 +201,11 @@ def encode(codec, audio_T, *, n_events: int | None = None,
   padded_T[:audio_T.size] = audio_T
   # What `decode` will output, window by window: the decoded-error check compares against it.
   decoded_T = np.zeros(padded_len, np.float64)
-  resolutions = check_resolutions(codec)
+  resolutions = _resolutions(codec)
 
   half = codec.half
   spec_FxN = np.empty((codec.n_bins, codec.n_frames), np.float32)
-  spec_FxN[:, :half] = host_stft(padded_T, 0, half, codec.window, codec.hop)
+  spec_FxN[:, :half] = _host_stft(padded_T, 0, half, codec.window, codec.hop)
   bar = progress_lib.Progress(n_windows, "encoding", enabled=progress and n_windows > 2,
                              unit="window")
   columns: dict[str, list] = {k: [] for k in ("frames", "gains", "fine", "vectors", "window", "step")}
@@ -213,7 +213,7 @@ def encode(codec, audio_T, *, n_events: int | None = None,
                           "after")}
   for w in range(n_windows):
     start = w * half
-    spec_FxN[:, half:] = host_stft(padded_T, start + half, codec.n_frames - half,
+    spec_FxN[:, half:] = _host_stft(padded_T, start + half, codec.n_frames - half,
                                     codec.window, codec.hop)
     # The samples this window's frames read.
     read_T = padded_T[start * codec.hop:(start + codec.n_frames - 1) * codec.hop + codec.window]

@@ -123,13 +123,6 @@ def restorable(source_sample_rate, source_channels):
           and 0 < source_channels <= RESTORED_MAX_CHANNELS)
 
 
-def max_audio_samples(last_frame, n_events, hop, window_samples):
-  """The longest audio a file may declare with `n_events` events, the last at `last_frame` (0: no
-  events): both length rules of docs/format.md."""
-  span = TAIL_WINDOWS * int(window_samples)
-  return min(int(last_frame) * hop + span, (int(n_events) + 1) * span)
-
-
 # ----------------------------------------------------------------------------------------------
 # Quantisers.  Each is a pair (quantise, dequantise) shared by the writer and the error bounds.
 
@@ -298,17 +291,17 @@ def _fill_silence(ev):
   batch padding), one every TAIL_WINDOWS windows of each gap longer than that: before the first
   event, between two events and after the last.
   """
-  gap = TAIL_WINDOWS * ev.window_samples // ev.hop  # frames
-  frames = ev.frames.tolist()
+  span = TAIL_WINDOWS * ev.window_samples
+  gap = span // ev.hop  # frames
   anchors, prev = [], 0
-  for frame in frames + [None]:
-    # The end of the audio counts as an anchor at its last sample (frame `end / hop`).
-    reach = ev.n_audio_samples - TAIL_WINDOWS * ev.window_samples if frame is None else None
-    while (prev * ev.hop < reach) if frame is None else (frame - prev > gap):
-      prev = min(prev + gap, ev.max_frame)
+  for frame in ev.frames.tolist():
+    while frame - prev > gap:
+      prev += gap
       anchors.append(prev)
-    if frame is not None:
-      prev = frame
+    prev = frame
+  while ev.n_audio_samples - prev * ev.hop > span:  # the tail, up to the last frame
+    prev = min(prev + gap, ev.max_frame)
+    anchors.append(prev)
   if not anchors:
     return ev
   n = len(anchors)
@@ -322,8 +315,8 @@ def _fill_silence(ev):
 def encode_bytes(events, bits=8, version=VERSION):
   """Serialises an EventSet to `.sjx` bytes (events stored sorted by frame, then offset).
 
-  Gaps of more than two windows without events (silence) get silent events (see the module
-  docstring), so every file written can be read.
+  Gaps of more than two windows without events (silence) get silent events (docs/format.md), so
+  every file written can be read.
 
   Args:
     events: the EventSet to store.
@@ -505,16 +498,17 @@ def decode_bytes(data, expected_model_id=None, name="<bytes>", max_seconds=None)
   if n_events and (np.any(frames[1:] < frames[:-1]) or int(frames[-1]) > max_frame):
     fail(f"corrupt: event frames beyond the end of the audio (frame {max_frame})", reencode)
   # Before anything the length sizes is allocated (the EventSet, `info`'s windows, the decode).
-  last = int(frames[-1]) if n_events else 0
-  near_last = last * hop + TAIL_WINDOWS * window_samples
+  # The two length rules of docs/format.md: near the last event, and two windows per event.
+  span = TAIL_WINDOWS * window_samples
+  near_last = (int(frames[-1]) if n_events else 0) * hop + span
   if n_audio_samples > near_last:
     fail(f"corrupt header: n_audio_samples {n_audio_samples} reaches past its events (at most "
          f"{near_last}: the last event's frame times hop plus {TAIL_WINDOWS} windows)", reencode)
-  limit = max_audio_samples(last, n_events, hop, window_samples)
+  budget = (n_events + 1) * span
   trusted = 0 if max_seconds is None else int(max_seconds * sample_rate)
-  if n_audio_samples > max(limit, trusted):
+  if n_audio_samples > max(budget, trusted):
     fail(f"declares {n_audio_samples / sample_rate:.1f} s of audio but its {n_events} events "
-         f"span at most {limit / sample_rate:.1f} s (one event per {TAIL_WINDOWS} windows); "
+         f"span at most {budget / sample_rate:.1f} s (one event per {TAIL_WINDOWS} windows); "
          "a hostile or damaged file, or an old one of mostly silence", "if you trust it, pass "
          f"--max-seconds {math.ceil(n_audio_samples / sample_rate)} (Python: max_seconds=)")
 
