@@ -1,25 +1,31 @@
 """The shared progress bar (sparse_jax/progress.py)."""
 import io
 import sys
-import time
+
+import pytest
 
 from sparse_jax import progress
 
 
 def test_the_first_unit_does_not_set_the_rate(monkeypatch):
   """The first window carries compilation: after `restart_clock` the ETA counts only later
-  windows (it said 421 s for a 33 s encode)."""
+  windows (it said 421 s for a 33 s encode).  The bar reads a fake clock, so the verdict does not
+  depend on how fast or loaded the machine is."""
   monkeypatch.setattr(sys, "stderr", io.StringIO())
+  now = [1000.0]
   bar = progress.bar(10, "encoding", unit="window")
-  time.sleep(0.5)  # "compilation"
+  bar._time = lambda: now[0]  # tqdm's own clock hook
+  bar.start_t = bar.last_print_t = now[0]
+  now[0] += 10.0  # "compilation"
   bar.update(1)
   progress.restart_clock(bar)
   assert bar.n == 1
   for _ in range(3):
-    time.sleep(0.02)
+    now[0] += 0.1
     bar.update(1)
   rate = bar.format_dict["rate"] or (bar.n - bar.initial) / bar.format_dict["elapsed"]
-  assert rate > 10, rate  # ~40 windows/s, not the ~7 that counting the first unit would give
+  # 10 windows/s, not the 0.39 that counting the first unit would give.
+  assert rate == pytest.approx(10.0), rate
   bar.close()
   assert "encoding" in sys.stderr.getvalue() and "10" in sys.stderr.getvalue()
 
