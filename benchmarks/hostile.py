@@ -109,6 +109,9 @@ def main(argv=None) -> int:
   parser.add_argument("--write-only", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   folder = args.out or tempfile.mkdtemp(prefix="sparse_jax_hostile_")
+  if os.path.exists(folder) and not os.path.isdir(folder):
+    print(f"error: --out {folder}: is a file; pass a folder", file=sys.stderr)
+    return 2
   os.makedirs(folder, exist_ok=True)
   if args.write_only:
     write_files(folder)
