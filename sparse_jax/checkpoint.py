@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import sys
+import traceback
 
 import jax
 import ml_collections
@@ -127,19 +128,28 @@ def _install_quiet_hook() -> None:
     previous(unraisable)
 
   sys.unraisablehook = hook
-  # The same abandoned reads, when their task is collected, are reported by asyncio's logger
-  # ("Task exception was never retrieved", with TensorStore's multi-line spec).
+  # The same abandoned reads, when their task or future is collected, are reported by asyncio's
+  # logger ("Task exception was never retrieved" or "Future ...", with TensorStore's multi-line
+  # spec and the read's traceback).
   logging.getLogger("asyncio").addFilter(_AbandonedTaskFilter())
   _hook_installed = True
 
 
 class _AbandonedTaskFilter(logging.Filter):
-  """Drops asyncio's report of an Orbax read task whose restore already failed (and was said)."""
+  """Drops asyncio's report of an Orbax read whose restore already failed (and was said).
+
+  A task's report names its Orbax coroutine; a bare future's names only the exception, whose
+  traceback runs through Orbax: either marks the read as Orbax's.
+  """
 
   def filter(self, record: logging.LogRecord) -> bool:
     message = record.getMessage()
-    return not ((_restore_failed or _restoring) and "Task exception was never retrieved" in message
-                and "orbax" in message)
+    if not ((_restore_failed or _restoring) and "exception was never retrieved" in message):
+      return True
+    exc = record.exc_info[1] if record.exc_info else None
+    frames = traceback.extract_tb(exc.__traceback__) if exc is not None else []
+    from_orbax = "orbax" in message or any(f"{os.sep}orbax{os.sep}" in f.filename for f in frames)
+    return not from_orbax
 
 
 def leave_quietly_after_a_failed_restore(code: int) -> None:
