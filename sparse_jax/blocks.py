@@ -10,19 +10,22 @@ and declares
                                        draws U(-s, s) from the model's next key, `init.key()` a key)
     constants(geo)                     {constant name: array} (never trained, never checkpointed:
                                        made deterministically from its settings, e.g. a seeded bank)
-    lookups                            {head name: table name} (ReLU-weighted mixes of rows)
+    lookups                            {head name: name of the rows it mixes} (ReLU-weighted mixes
+                                       of a table's or a constant bank's rows; read by the report)
     controls(heads, tables, geo)       {control name: batched array}
     render(x, controls, consts, geo)   one event's signal from the previous block's; `consts` are
                                        this block's own constants
 
 `geo` carries the shared sizes (window, hop, frames, bins, sample rate).  `model.chain` (default
 `DEFAULT_BLOCKS`) lists the chain, so adding a block is one class, `register`ed, one config
-section and its name in the chain.  Head, table and control names are shared by the chain's
-blocks: a name two blocks declare is an error (`check_names`), never an overwrite.  The decoder,
-the train step, the checkpoint and the generator file know nothing block-specific.  The attack
-comes first (it makes the excitation); the others can be left out
-(`--config.model.chain="('attack', 'resonance')"`: no room).  Heads and tables keep the order of
-the chain, which fixes the parameters' initialisation and names.
+section and its name in the chain.  Every name a block declares lives in its block's namespace:
+its heads are the parameters `decoder/heads/out_w/<block>/<head>`, its tables
+`decoder/tables/<block>/<table>`, its constants `decoder/constants/<block>/<name>`, and its
+controls reach only its own render; two blocks may use the same words without touching each other,
+and a block may not take a name the schedule uses (`RESERVED`).  The decoder, the train step, the
+checkpoint and the generator file know nothing block-specific.  The attack comes first (it makes
+the excitation); the others can be left out (`--config.model.chain="('attack', 'resonance')"`: no
+room).  Heads and tables keep the order of the chain, which fixes the parameters' initialisation.
 
 Shape letters as in `geometry.py`.
 """
@@ -211,25 +214,17 @@ class Room(Block):
 BLOCKS: dict = {block.name: block for block in (Attack, Resonance, Room)}
 
 
+# The schedule's own names in the decoder's controls and heads (`decoder.py`): no block's.
+RESERVED = ("frame", "gain", "fine", "schedule")
+
+
 def register(block_class) -> None:
   """Makes a block class available to `model.chain` under its name (never a replacement)."""
   name = block_class.name
-  if not name or name in BLOCKS:
+  if not name or name in BLOCKS or name in RESERVED:
     raise ValueError(f"a block needs a name of its own; {name!r} is "
                      f"{'taken' if name else 'empty'}")
   BLOCKS[name] = block_class
-
-
-def check_names(kind: str, names_by_block) -> None:
-  """ValueError unless every name of `kind` (head, table, control, constant) that the chain's
-  blocks declare belongs to one block only.  `names_by_block`: (block name, names) pairs."""
-  owners: dict = {}
-  for block_name, names in names_by_block:
-    for name in names:
-      other = owners.setdefault(name, block_name)
-      if other != block_name:
-        raise ValueError(f"blocks {other!r} and {block_name!r} both declare the {kind} "
-                         f"{name!r}: rename one of them")
 
 
 def chain_of(names, sections) -> tuple:
@@ -259,14 +254,17 @@ def chain(cfg) -> tuple:
 
 
 def check_chain(cfg) -> tuple:
-  """`chain(cfg)`, with its head and table names checked for collisions (tables by their shapes
-  alone: nothing is allocated)."""
+  """`chain(cfg)`, with each block's lookups checked against its own heads, and its tables built
+  as shapes alone (nothing is allocated) so that a block that cannot make them fails here."""
   from flax import nnx  # the tables' initialiser draws from nnx.Rngs
   blocks = chain(cfg)
   geo = Geometry.of(cfg)
-  check_names("head", [(b.name, b.heads()) for b in blocks])
-  tables = jax.eval_shape(lambda: [b.tables(geo, TableInit(nnx.Rngs(0))) for b in blocks])
-  check_names("table", [(b.name, t) for b, t in zip(blocks, tables)])
+  jax.eval_shape(lambda: [b.tables(geo, TableInit(nnx.Rngs(0))) for b in blocks])
+  for block in blocks:
+    for head in block.lookups:
+      if head not in block.heads():
+        raise ValueError(f"block {block.name!r}: its lookup names the head {head!r}, which it "
+                         "does not declare")
   return blocks
 
 
@@ -288,7 +286,8 @@ def render_event(controls: dict, consts: dict, geo: Geometry, blocks) -> jax.Arr
   """One event's audio (T,): the chain of blocks, then the schedule.
 
   Args:
-    controls: the event's controls (every block's, plus frame, gain and fine).
+    controls: the event's controls: {block name: that block's controls}, and the schedule's
+      frame, gain and fine.
     consts: {block name: that block's constants} ({'room': {'spectra_RxQ': the room bank's
       rfft at 2T}}).
     geo: the sizes.
@@ -296,5 +295,5 @@ def render_event(controls: dict, consts: dict, geo: Geometry, blocks) -> jax.Arr
   """
   x = None
   for block in blocks:
-    x = block.render(x, controls, consts.get(block.name, {}), geo)
+    x = block.render(x, controls[block.name], consts.get(block.name, {}), geo)
   return schedule(_to_window(x, geo), controls, geo)

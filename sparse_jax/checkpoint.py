@@ -21,8 +21,9 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
-from sparse_jax import config
+from sparse_jax import config, param_layout
 from sparse_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -222,6 +223,13 @@ class Checkpointer:
       return ocp.utils.to_shape_dtype_struct(leaf)  # a numpy value stays one
 
     target = jax.tree.map(target_of, abstract_tree)
+    # A checkpoint of the first parameter layout (`param_layout`) is read in its own structure,
+    # then moved: the same arrays, under today's names.
+    saved = self._saved_structure(step)
+    old_layout = saved is not None and param_layout.is_layout_1(
+        param_layout.keys_of(path) for path, _ in jax.tree_util.tree_leaves_with_path(saved))
+    if old_layout:
+      target = param_layout.saved_shaped(saved, param_layout.rename_to_layout_1(target))
     _install_quiet_hook()
     _restoring = True
     try:
@@ -232,13 +240,22 @@ class Checkpointer:
       else:
         tree = self.manager.restore(step, args=ocp.args.StandardRestore(target))
       _restoring = False
-      return tree
+      return param_layout.moved_to_layout_2(tree, abstract_tree) if old_layout else tree
     except Exception as e:
       reason = damage_reason(e)
       if reason is None:
         raise
       _restore_failed = True
       raise _Unrestorable(step, reason) from None
+
+  def _saved_structure(self, step: int):
+    """The saved tree's structure (nested dicts and lists of array metadata), or None where its
+    metadata does not read (a damaged checkpoint: the restore itself then says why)."""
+    try:
+      return ocp.PyTreeCheckpointHandler().metadata(
+          epath.Path(self.directory) / str(step) / "default").tree
+    except Exception:  # noqa: BLE001 (any unreadable metadata: left to the restore to report)
+      return None
 
   def restore(self, abstract_tree, step: int | None = None, partial: bool = False):
     """Restores `step` (default: the latest) into the structure (and shardings) of `abstract_tree`

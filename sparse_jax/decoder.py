@@ -4,8 +4,8 @@ A multi-head MLP maps the event vector to one output per synthesis control.  Mos
 "lookups": a ReLU-weighted, unnormalised mix of the rows of a learned table (envelopes, noise
 filters, resonances, deformations), which is a linear layer with a ReLU on its input.  The room is
 a mix of a fixed bank of impulse responses (`rooms.py`).  Which heads, tables and controls exist,
-and how each block renders, is the synthesis blocks' business (`blocks.py`); the DSP is in
-`synth.py`.
+and how each block renders, is the synthesis blocks' business (`blocks.py`), each in its block's
+namespace; the DSP is in `synth.py`.
 """
 import jax
 import jax.numpy as jnp
@@ -20,25 +20,17 @@ from sparse_jax.geometry import Geometry
 class BlockConstant(nnx.Variable):
   """A block's constant (never trained, never checkpointed): rebuilt from the config."""
 
-# The schedule's controls and the fine shift's head, beside the blocks' own names.
-_SCHEDULE = ("frame", "gain", "fine")
-
-
-def head_sizes(cfg) -> dict[str, tuple[int, ...]]:
-  """The MLP heads and their output shapes, per event: the chain's blocks' heads in order, then
-  the fine shift's.
+def head_sizes(cfg) -> dict[str, dict[str, tuple[int, ...]]]:
+  """The MLP heads and their output shapes, per event, by owner: {block name: its heads} in the
+  chain's order, then the fine shift's head under 'schedule'.
 
   The paper's model also computes `amplitudes` (1) and `res_filter` (2, 64) but never uses them
   (2.2M dead parameters); they are left out here.
   """
-  chain = blocks.chain(cfg)
-  blocks.check_names("head", [(b.name, b.heads()) for b in chain] + [("schedule", _SCHEDULE)])
-  sizes = {}
-  for block in chain:
-    sizes.update(block.heads())
+  sizes = {block.name: dict(block.heads()) for block in blocks.chain(cfg)}
   if cfg.fine_positioning:
-    sizes["fine"] = (1,)
-  return sizes
+    sizes["schedule"] = {"fine": (1,)}
+  return {owner: heads for owner, heads in sizes.items() if heads}
 
 
 class MultiHeadMLP(nnx.Module):
@@ -46,13 +38,16 @@ class MultiHeadMLP(nnx.Module):
 
   Each head: Linear(D -> M), `blocks` x [h = Linear(leaky_relu(Linear(x))); x = LayerNorm(
   leaky_relu(x + h))], then Linear(M -> prod(shape)) (bias only when the output has > 1 value).
+  Heads are grouped by owner ({owner: {head: shape}}), and so are the outputs.
   """
 
   def __init__(self, cfg, sizes: dict, rngs: nnx.Rngs):
-    n, d, m, s = len(sizes), cfg.event_dim, cfg.mlp_hidden, cfg.init_scale
+    flat = [(owner, head, tuple(shape)) for owner, heads in sizes.items()
+            for head, shape in heads.items()]
+    n, d, m, s = len(flat), cfg.event_dim, cfg.mlp_hidden, cfg.init_scale
     u = uniform_init(s)
-    self.names = tuple(sizes)
-    self.shapes = nnx.static({k: tuple(v) for k, v in sizes.items()})
+    self.names = nnx.static(tuple((owner, head) for owner, head, _ in flat))
+    self.shapes = nnx.static({(owner, head): shape for owner, head, shape in flat})
     # The first layer's scale sets how loudly the event vector speaks against the heads' biases.
     # The trunk may start variance-preserving (`fan_in_init`); the output layers keep the paper's
     # scale, which the tables' post-processing (sigmoids, softmaxes) was designed around.
@@ -67,12 +62,17 @@ class MultiHeadMLP(nnx.Module):
     # starts every head near silence; a likely cause of the collapse to silence it reports).
     self.ln_scale = nnx.Param(jnp.ones((cfg.mlp_blocks, n, m)))
     self.ln_bias = nnx.Param(jnp.zeros((cfg.mlp_blocks, n, m)))
-    self.out_w = nnx.Dict({k: nnx.Param(u(rngs.params(), (m, int(np.prod(v)))))
-                           for k, v in sizes.items()})
-    self.out_b = nnx.Dict({k: nnx.Param(jnp.zeros((int(np.prod(v)),)))
-                           for k, v in sizes.items() if np.prod(v) > 1})
+    # Drawn in the trunks' order (which fixes every head's initial values).
+    out_w = [(owner, head, nnx.Param(u(rngs.params(), (m, int(np.prod(shape))))))
+             for owner, head, shape in flat]
+    self.out_w = nnx.Dict({owner: nnx.Dict({h: w for o, h, w in out_w if o == owner})
+                           for owner in sizes})
+    self.out_b = nnx.Dict({
+        owner: nnx.Dict({head: nnx.Param(jnp.zeros((int(np.prod(shape)),)))
+                         for head, shape in heads.items() if np.prod(shape) > 1})
+        for owner, heads in sizes.items() if any(np.prod(v) > 1 for v in heads.values())})
 
-  def __call__(self, vector_BxD: jax.Array) -> dict[str, jax.Array]:
+  def __call__(self, vector_BxD: jax.Array) -> dict[str, dict[str, jax.Array]]:
     x = jnp.einsum("bd,hdm->bhm", vector_BxD, self.w_in[...]) + self.b_in[...][None]
     for i in range(self.w1.shape[0]):
       h = jax.nn.leaky_relu(jnp.einsum("bhm,hmk->bhk", x, self.w1[i]) + self.b1[i][None], 0.2)
@@ -81,12 +81,12 @@ class MultiHeadMLP(nnx.Module):
       mean = x.mean(-1, keepdims=True)
       var = x.var(-1, keepdims=True)
       x = (x - mean) * jax.lax.rsqrt(var + 1e-5) * self.ln_scale[i][None] + self.ln_bias[i][None]
-    out = {}
-    for h_idx, name in enumerate(self.names):
-      y = x[:, h_idx] @ self.out_w[name][...]
-      if name in self.out_b:
-        y = y + self.out_b[name][...][None]
-      out[name] = y.reshape(y.shape[0], *self.shapes[name])
+    out: dict = {}
+    for h_idx, (owner, head) in enumerate(self.names):
+      y = x[:, h_idx] @ self.out_w[owner][head][...]
+      if owner in self.out_b and head in self.out_b[owner]:
+        y = y + self.out_b[owner][head][...][None]
+      out.setdefault(owner, {})[head] = y.reshape(y.shape[0], *self.shapes[(owner, head)])
     return out
 
 
@@ -94,8 +94,8 @@ class Decoder(nnx.Module):
   """Event vectors (B, D), frames (B,), gains (B,) -> scheduled event audio (B, T).
 
   The synthesis is the chain of blocks of `model.blocks` (`blocks.py`): the decoder creates their
-  heads (one stacked MLP) and tables (as its own parameters, named by the blocks), turns head
-  outputs into each block's controls, and renders the chain and the schedule per event.
+  heads (one stacked MLP), tables and constants, each under its block's name, turns each block's
+  head outputs into its controls, and renders the chain and the schedule per event.
   """
 
   def __init__(self, cfg, rngs: nnx.Rngs):
@@ -105,35 +105,29 @@ class Decoder(nnx.Module):
     self.heads = MultiHeadMLP(cfg, head_sizes(cfg), rngs)
     init = blocks.TableInit(rngs)
     tables = [(block.name, block.tables(self.geometry, init)) for block in self.chain]
-    blocks.check_names("table", tables + [("decoder", vars(self))])
-    for _, block_tables in tables:
-      for name, value in block_tables.items():
-        setattr(self, name, nnx.Param(value))
-    self.table_names = nnx.static(tuple(name for _, t in tables for name in t))
+    self.tables = nnx.Dict({name: nnx.Dict({k: nnx.Param(v) for k, v in block_tables.items()})
+                            for name, block_tables in tables if block_tables})
     # Each block's constants under its own name (a constant is local to its block's render).
     self.constants = nnx.Dict({
         block.name: nnx.Dict({name: BlockConstant(jnp.asarray(value))
                               for name, value in block.constants(self.geometry).items()})
         for block in self.chain})
 
-  def controls(self, vector_BxD, frame_B, gain_B, fine_B=None) -> dict[str, jax.Array]:
-    """The synthesis controls of every block of the chain, batched over B, and the schedule's
-    (frame, gain, fine).  `fine_B` overrides the fine shift of the `fine` head (a decoded file
-    stores its own)."""
+  def controls(self, vector_BxD, frame_B, gain_B, fine_B=None) -> dict:
+    """The synthesis controls, batched over B: {block name: that block's controls} for the
+    chain, and the schedule's frame, gain and fine.  `fine_B` overrides the fine shift of the
+    `fine` head (a decoded file stores its own)."""
     heads = self.heads(vector_BxD)
-    tables = {name: getattr(self, name)[...] for name in self.table_names}
-    by_block = [(block.name, block.controls(heads, tables, self.geometry))
-                for block in self.chain]
-    blocks.check_names("control", by_block + [("schedule", _SCHEDULE)])
-    out = {}
-    for _, controls in by_block:
-      out.update(controls)
+    out: dict = {}
+    for block in self.chain:
+      tables = {k: v[...] for k, v in self.tables.get(block.name, {}).items()}
+      out[block.name] = block.controls(heads.get(block.name, {}), tables, self.geometry)
     out.update(frame=frame_B, gain=gain_B)
     b = vector_BxD.shape[0]
     if fine_B is not None:
       out["fine"] = jnp.asarray(fine_B, jnp.float32)
     elif self.fine_positioning:
-      out["fine"] = jnp.tanh(heads["fine"][:, 0]) * self.geometry.hop  # within +-1 hop
+      out["fine"] = jnp.tanh(heads["schedule"]["fine"][:, 0]) * self.geometry.hop  # +-1 hop
     else:
       out["fine"] = jnp.zeros((b,), jnp.float32)
     return out

@@ -29,7 +29,7 @@ AUDIO_EXAMPLES = 3
 
 def make_encoder(cfg, graphs):
   """A jitted (g_params, audio_BxT) -> the Decomposition and the decoder heads' raw outputs for
-  each chosen vector (name -> (B, E, ...)), which the representation figures read."""
+  each chosen vector ({block: {head: (B, E, ...)}}), which the representation figures read."""
 
   @jax.jit
   def run(g_params, audio_BxT):
@@ -37,7 +37,7 @@ def make_encoder(cfg, graphs):
     d = encode_audio(model, audio_BxT, cfg.model)
     b, e, dim = d.vectors_BxExD.shape
     heads = model.decoder.heads(d.vectors_BxExD.reshape(b * e, dim))
-    return d, {k: v.reshape(b, e, *v.shape[1:]) for k, v in heads.items()}
+    return d, jax.tree.map(lambda v: v.reshape(b, e, *v.shape[1:]), heads)
 
   return run
 
@@ -78,7 +78,7 @@ def evaluate_params(cfg, graphs, g_params, clips_NxT: np.ndarray, batch_size: in
   run = make_encoder(cfg, graphs)
   curves, recon = [], []
   events: dict[str, list] = {"vectors": [], "frames": [], "gains": [], "audio": []}
-  head_outputs: dict = {}
+  head_outputs: list = []
   for i in range(0, len(clips_NxT), batch_size):
     chunk = clips_NxT[i:i + batch_size]
     dec, heads = jax.device_get(run(g_params, jnp.asarray(chunk)))
@@ -91,15 +91,14 @@ def evaluate_params(cfg, graphs, g_params, clips_NxT: np.ndarray, batch_size: in
     for key, value in (("vectors", dec.vectors_BxExD), ("frames", dec.frames_BxE),
                        ("gains", dec.gains_BxE), ("audio", dec.events_BxExT)):
       events[key].append(value.reshape(-1, *value.shape[2:]))
-    for name, value in heads.items():
-      head_outputs.setdefault(name, []).append(value.reshape(-1, *value.shape[2:]))
+    head_outputs.append(jax.tree.map(lambda v: v.reshape(-1, *v.shape[2:]), heads))
   out = {k: np.mean([c[k] for c in curves], axis=0).tolist() for k in curves[0]}
   out.update({k: float(np.mean([r[k] for r in recon])) for k in recon[0]})
   cat = lambda parts: np.concatenate(parts)
   out["representation"] = representation.summarize(
       cat(events["vectors"]), cat(events["frames"]), cat(events["gains"]),
       events_ExT=cat(events["audio"]), sample_rate=cfg.model.sample_rate,
-      head_outputs={k: cat(v) for k, v in head_outputs.items()},
+      head_outputs=jax.tree.map(lambda *parts: cat(parts), *head_outputs),
       windows_E=np.repeat(np.arange(len(clips_NxT)), cfg.model.n_events))
   return out
 

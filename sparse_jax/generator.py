@@ -7,7 +7,8 @@ the report and the shipped model need only the generator's parameters, so they t
     config.json   the run's full config (JSON bytes): rebuilds the model's shapes and constants
     model_id      16 bytes: the id every .sjx file it encodes carries
     step          the training step the parameters come from
-    format        FORMAT, bumped if the layout changes
+    format        FORMAT, bumped if the layout changes (format 1, the first parameter layout
+                  of `param_layout.py`, still loads: its names are moved on reading)
     p/<path>      one array per parameter, keyed by its path in the NNX state ('p/encoder/...')
 
 Parameters may be stored as float16 (half the size; `export --dtype float16`), and are computed
@@ -23,15 +24,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sparse_jax import files
+from sparse_jax import files, param_layout
 from sparse_jax.errors import UserError
 
-FORMAT = 1
+FORMAT = 2
 _PARAM_PREFIX = "p/"
 
 
+def _stored_keys(path) -> tuple[str, ...]:
+  # Attribute keys keep their dot (NNX's '.value'), as every file so far has stored them.
+  return tuple(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
 def _param_name(path) -> str:
-  return _PARAM_PREFIX + "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+  return _PARAM_PREFIX + "/".join(_stored_keys(path))
 
 
 def derived_model_id(model_id: bytes, dtype) -> bytes:
@@ -111,8 +117,9 @@ def load(path: str):
       for need in ("config.json", "model_id", "step", "format"):
         if need not in names:
           _fail(path, f"no {need!r} entry")
-      if int(z["format"]) != FORMAT:
-        _fail(path, f"format {int(z['format'])}, this version reads {FORMAT}")
+      file_format = int(z["format"])
+      if file_format not in (1, FORMAT):
+        _fail(path, f"format {file_format}, this version reads 1 to {FORMAT}")
       config_json = json.loads(z["config.json"].tobytes().decode())
       model_id, step = z["model_id"].tobytes(), int(z["step"])
       stored = {name: z[name] for name in names if name.startswith(_PARAM_PREFIX)}
@@ -135,6 +142,8 @@ def load(path: str):
   values = []
   for leaf_path, leaf in leaves:
     name = _param_name(leaf_path)
+    if file_format == 1:  # the same array under its first-layout name
+      name = _PARAM_PREFIX + "/".join(param_layout.layout_1(_stored_keys(leaf_path)))
     value = stored.pop(name, None)
     if value is None:
       _fail(path, f"parameter {name[2:]} is missing")

@@ -34,7 +34,9 @@ def parameter_counts(cfg) -> dict:
   body = {k: v for k, v in enc.items() if k not in heads}
   dec = nnx.state(model.decoder, nnx.Param)
   mlp = dec["heads"]
-  tables = {k: v for k, v in dec.items() if k != "heads"}
+  # Each block's tables, named "<block>/<table>" as their parameters are.
+  tables = {f"{block}/{name}": table for block, block_tables in dec.get("tables", {}).items()
+            for name, table in block_tables.items()}
   counts: dict = {
       "encoder": _count(body),
       "encoder_heads": _count(heads),

@@ -32,10 +32,6 @@ from sparse_jax.signal import unit_norm
 
 FIRST_FRAMES = 4
 
-# Decoder head -> the table its ReLU weights mix, as the synthesis blocks declare them.
-HEAD_TABLES = {head: table for block in BLOCKS.values() for head, table in block.lookups.items()}
-
-
 def _replicated(x_ExD: jax.typing.ArrayLike) -> jax.Array:
   """The whole set on every device.  Inside the sharded train step the events arrive split over
   the batch axis, and both figures mix every pair of rows (an SVD, an N x N product)."""
@@ -100,21 +96,27 @@ def energy_durations_s(events_ExT: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def table_usage(head_outputs: dict) -> dict:
-  """Rows used and dominant rows of each decoder table, from the heads' raw outputs.
+  """Rows used and dominant rows of each block's lookup tables, from the heads' raw outputs.
 
   Args:
-    head_outputs: decoder head name -> (N, ..., rows) raw outputs for N events (the ReLU that
-      turns them into table weights is applied here).
+    head_outputs: {block name: {head name: (N, ..., rows) raw outputs for N events}} (the ReLU
+      that turns them into row weights is applied here); which head mixes which rows is the
+      block's `lookups`.
+
+  Returns:
+    {block name: {rows' name: {'rows', 'rows_used', 'dominant_rows'}}}.
   """
-  usage = {}
-  for head, table in HEAD_TABLES.items():
-    if head not in head_outputs:
-      continue
-    w = np.maximum(np.asarray(head_outputs[head], np.float64), 0.0)
-    w = w.reshape(-1, w.shape[-1])  # every (event, channel) mixes its own weights
-    active = w.max(-1) > 0
-    usage[table] = {"rows": int(w.shape[-1]), "rows_used": int(np.sum(w.max(0) > 0)),
-                    "dominant_rows": int(len(np.unique(np.argmax(w[active], -1))))}
+  usage: dict = {}
+  for block_name, outputs in head_outputs.items():
+    for head, rows in getattr(BLOCKS.get(block_name), "lookups", {}).items():
+      if head not in outputs:
+        continue
+      w = np.maximum(np.asarray(outputs[head], np.float64), 0.0)
+      w = w.reshape(-1, w.shape[-1])  # every (event, channel) mixes its own weights
+      active = w.max(-1) > 0
+      usage.setdefault(block_name, {})[rows] = {
+          "rows": int(w.shape[-1]), "rows_used": int(np.sum(w.max(0) > 0)),
+          "dominant_rows": int(len(np.unique(np.argmax(w[active], -1))))}
   return usage
 
 
@@ -152,5 +154,5 @@ def summarize(vectors_ExD, frames_in_window_E, gains_E, events_ExT=None, sample_
     durations = durations[np.isfinite(durations)]
     out["duration_ms"] = 1000 * float(np.median(durations)) if len(durations) else 0.0
   if head_outputs is not None:
-    out["tables"] = table_usage({k: np.asarray(v)[sounding] for k, v in head_outputs.items()})
+    out["tables"] = table_usage(jax.tree.map(lambda v: np.asarray(v)[sounding], head_outputs))
   return out

@@ -73,8 +73,10 @@ def test_a_block_defined_here_trains_one_step(burst_config):
   config.validate(cfg)
   graphs, state = train_step.create_train_state(cfg)
   decoder = state.g_params["decoder"]
-  assert set(decoder["heads"]["out_w"]) >= {"burst_filter", "burst_choice", "burst_mix"}
-  assert decoder["burst_filters"][...].shape == (4, 16)
+  # Its heads and tables live under its own name.
+  assert set(decoder["heads"]["out_w"]["noise_burst"]) == {"burst_filter", "burst_choice",
+                                                            "burst_mix"}
+  assert decoder["tables"]["noise_burst"]["burst_filters"][...].shape == (4, 16)
   # Each constant is its block's own: the noise bank here, the room bank there.
   consts = graphs.g_consts["decoder"]["constants"]
   m = cfg.model
@@ -89,33 +91,42 @@ def test_a_block_defined_here_trains_one_step(burst_config):
   step = jax.jit(functools.partial(train_step.train_step, graphs=graphs, cfg=cfg))
   new_state, metrics = step(state, jnp.asarray(batch, jnp.float32) * 0.1)
   assert np.isfinite(float(metrics["loss"]))
-  moved = np.abs(np.asarray(new_state.g_params["decoder"]["heads"]["out_w"]["burst_mix"][...])
-                 - np.asarray(decoder["heads"]["out_w"]["burst_mix"][...])).max()
+  mix_w = lambda params: np.asarray(
+      params["decoder"]["heads"]["out_w"]["noise_burst"]["burst_mix"][...])
+  moved = np.abs(mix_w(new_state.g_params) - mix_w(state.g_params)).max()
   assert moved > 0  # the new block's head is trained
 
 
-def test_names_two_blocks_share_are_an_error(burst_config):
+def test_two_blocks_may_use_the_same_words_each_in_its_own_namespace():
   @dataclasses.dataclass(frozen=True)
-  class Clash(NoiseBurst):
-    name = "clash"
+  class SameWords(NoiseBurst):
+    name = "same_words"
 
-    def heads(self):
-      return {"mixes": (2,)}  # the resonance's head
-
-  @dataclasses.dataclass(frozen=True)
-  class TableClash(NoiseBurst):
-    name = "table_clash"
+    def heads(self):  # the resonance's head and the attack's table, by name
+      return {"mixes": (2,), "burst_filter": (4,), "burst_choice": (self.bank_size,),
+              "burst_mix": (2,)}
 
     def tables(self, geo, init):
-      return {"envelopes": init.uniform(0.1, (2, 2))}  # the attack's table
+      return {"burst_filters": init.uniform(0.1, (4, 16)),
+              "envelopes": init.uniform(0.1, (2, 2))}
 
-  for block_class in (Clash, TableClash):
-    cfg = with_block(block_class, musicnet.get_config("tiny"), bank_size=3, burst_samples=1024,
-                     seed=0)
-    with pytest.raises(UserError, match="blocks '.*' and '.*' both declare the (head|table)"):
-      config.validate(cfg)
-  with pytest.raises(ValueError, match="'room' is taken"):
-    blocks.register(blocks.Room)
+  cfg = with_block(SameWords, musicnet.get_config("tiny"), bank_size=3, burst_samples=1024,
+                   seed=0)
+  config.validate(cfg)
+  from flax import nnx
+
+  from sparse_jax.decoder import Decoder
+  decoder = Decoder(cfg.model, nnx.Rngs(0))
+  assert decoder.tables["same_words"]["envelopes"].shape == (2, 2)
+  assert decoder.tables["attack"]["envelopes"].shape[0] == cfg.model.blocks.attack.n_envelopes
+  controls = decoder.controls(jnp.ones((2, cfg.model.event_dim)), jnp.zeros(2, jnp.int32),
+                              jnp.ones(2))
+  assert set(controls) == {"attack", "same_words", "resonance", "room", "frame", "gain", "fine"}
+  assert controls["same_words"]["burst_mix_2"].shape == (2, 2)
+  # A block may not take a name of the schedule's, nor another block's.
+  for taken in ("room", "fine"):
+    with pytest.raises(ValueError, match=f"'{taken}' is taken"):
+      blocks.register(type("Taken", (NoiseBurst,), {"name": taken}))
   # A block needs its section, with exactly its settings.
   cfg = musicnet.get_config("tiny")
   del cfg.model.blocks["room"]

@@ -54,10 +54,11 @@ def test_table_usage_counts_used_and_dominant_rows():
                   [[3.0, 0, 0, 0, 0], [0, 0.5, 0, 0, 0]],
                   [[0.1, 0, 0, 0, 0.2], [-1, -1, -1, -1, -1]]])
   rooms = np.array([[0.0, 0.3, 0, 0], [0, 0.9, 0, 0], [0, 0.2, 0.1, 0]])
-  usage = rep.table_usage({"resonances": res, "room_choice": rooms})
-  assert usage["resonances"] == {"rows": 5, "rows_used": 3, "dominant_rows": 3}
+  usage = rep.table_usage({"resonance": {"resonances": res, "mixes": res[..., :2]},
+                           "room": {"room_choice": rooms}})
+  assert usage["resonance"] == {"resonances": {"rows": 5, "rows_used": 3, "dominant_rows": 3}}
   # Rows 0 (twice), 1 (twice), 4: the silent last channel chooses nothing.
-  assert usage["rooms"] == {"rows": 4, "rows_used": 2, "dominant_rows": 1}
+  assert usage["room"] == {"rooms": {"rows": 4, "rows_used": 2, "dominant_rows": 1}}
 
 
 def test_summarize_leaves_silent_events_out_and_counts_first_frames():

@@ -92,7 +92,13 @@ def _render_event(controls, spectra, n, window, hop, attack_samples, chain=None)
               "resonance": dict(n_resonances=1, instr_expressivity=1, n_deformations=1),
               "room": dict(n_rooms=spectra.shape[0], room_seed=0)}
   chain = blocks.chain_of(chain or blocks.DEFAULT_BLOCKS, sections)
-  return np.asarray(blocks.render_event(controls, {"room": {"spectra_RxQ": jnp.asarray(spectra)}},
+  # The flat controls of these tests, each under its block (as the decoder hands them over).
+  owners = {"attack": ("envelope_IxP", "noise_filters_CxL", "noise_deform_CxN", "noise_mix_2"),
+            "resonance": ("resonance_params_Cx3F", "deform_CxN", "mix_2"),
+            "room": ("room_weights_R", "room_mix_2")}
+  by_block = {k: controls[k] for k in ("frame", "gain", "fine")}
+  by_block.update({block: {k: controls[k] for k in names} for block, names in owners.items()})
+  return np.asarray(blocks.render_event(by_block, {"room": {"spectra_RxQ": jnp.asarray(spectra)}},
                                         geo, chain))
 
 
@@ -238,7 +244,8 @@ def test_a_decoder_without_a_block_has_neither_its_heads_nor_its_constants():
   cfg = musicnet.get_config("tiny").model
   full = head_sizes(cfg)
   cfg.chain = ("attack", "resonance")
-  assert set(full) - set(head_sizes(cfg)) == {"room_choice", "room_mix"}
+  assert set(full) - set(head_sizes(cfg)) == {"room"}
+  assert set(full["room"]) == {"room_choice", "room_mix"}
   decoder = nnx.eval_shape(lambda: Decoder(cfg, nnx.Rngs(0)))
   assert "room" not in decoder.constants
   audio, _ = Decoder(cfg, nnx.Rngs(0))(jnp.ones((2, cfg.event_dim)), jnp.array([0, 3]),
