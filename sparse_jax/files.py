@@ -5,6 +5,7 @@
     files.write_text(path, text)              # or in one call
     files.write_bytes(path, data)             # fsynced, for the codec's event files
     files.check_input_file(path, 'an audio file')   # before reading: exists, is a plain file
+    files.default_cache_dir()                 # where caches live ($SPARSE_JAX_CACHE)
 
 A reader sees the old file or the complete new one, never a partial one, and an interrupted writer
 leaves nothing behind.
@@ -99,3 +100,10 @@ def check_input_file(path, what: str) -> None:
   if not stat.S_ISREG(mode):
     raise UserError(f'{path}: is not a regular file (a FIFO, device or socket); pass {what} on '
                     'disk, or - to read standard input')
+
+
+def default_cache_dir() -> str:
+  """The user's cache folder of this project (decoded audio, compiled programs): $SPARSE_JAX_CACHE,
+  else ~/.cache/sparse_jax."""
+  return os.environ.get('SPARSE_JAX_CACHE') or os.path.join(
+      os.path.expanduser('~'), '.cache', 'sparse_jax')

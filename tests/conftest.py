@@ -11,6 +11,13 @@ import sys
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
                       "--xla_llvm_disable_expensive_passes=true")
 
+# Several tests build the same programs (the tiny train step, say) in new jit objects or in
+# subprocesses: a compilation cache shared by the session compiles each only once.  Named before
+# JAX is imported, so that it is the one the entry points (and their subprocesses) keep.
+_CACHE = os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(os.environ.get("TMPDIR", "/tmp"), f"sparse_jax_test_cache_{os.getuid()}"))
+
 from sparse_jax import xla_flags  # noqa: E402
 
 xla_flags.set_for_this_process()  # what every entry point sets (the package itself sets nothing)
@@ -23,11 +30,6 @@ jax.config.update("jax_platforms", "cpu")
 # an implicit rank promotion is how a (B,) meets a (T,) and silently makes (B, T).
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
-# Several tests build the same programs (the tiny train step, say) in new jit objects or in
-# subprocesses: a compilation cache shared by the session compiles each only once.
-_CACHE = os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR",
-    os.path.join(os.environ.get("TMPDIR", "/tmp"), f"sparse_jax_test_cache_{os.getuid()}"))
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 

@@ -40,6 +40,20 @@ def test_tsne_1d_separates_clusters_and_keeps_neighbours():
   assert np.all(np.isfinite(timeline.tsne_1d(np.ones((5, 3)))))  # identical points
 
 
+def test_piano_roll_axis_names_notes_and_clusters_follow_timbre():
+  assert [timeline.note_name(m) for m in (21, 60, 61, 69, 108)] == ["A0", "C4", "C#4", "A4", "C8"]
+  y, ticks = timeline.pitch_axis(np.array([60.0, 64.0, np.nan, 73.0]))
+  np.testing.assert_array_equal(y, [60, 64, 58, 73])  # pitchless: two below the lowest
+  assert ticks == [(60.0, "C4"), (72.0, "C5"), (58.0, "no pitch")]
+  # Two timbres far apart, the larger first: labels by size, the same for either seed.
+  rng = np.random.default_rng(0)
+  x = np.concatenate([rng.normal(0, 0.01, (7, 4)), rng.normal(1, 0.01, (3, 4))])
+  for seed in (0, 1):
+    labels = timeline.timbre_clusters(x, k=2, seed=seed)
+    assert labels.tolist() == [0] * 7 + [1] * 3
+  assert timeline.timbre_clusters(x[:1]).tolist() == [0]
+
+
 def test_minmax_and_colours():
   x = np.array([[0.0, 5.0, 1.0], [2.0, 5.0, 3.0], [1.0, 5.0, 2.0]])
   np.testing.assert_allclose(timeline.minmax_normalise(x),
@@ -111,13 +125,17 @@ def test_report_covers_the_whole_file_and_stays_light(built, capsys):
   size = sum(os.path.getsize(out / name) for name in os.listdir(out))
   assert size < 1.5e6, size
   # Each clickable point names its clip inside events.mp3, in order, without overlaps.
-  spans = sorted((float(a), float(b)) for a, b in
-                 re.findall(r'data-start="([0-9.]+)" data-end="([0-9.]+)"', page))
+  found = re.findall(r'data-start="([0-9.]+)" data-end="([0-9.]+)"', page)
+  # Both views (the piano roll and the t-SNE tab) hold every clickable point once.
+  assert all(found.count(span) == 2 for span in found)
+  spans = sorted({(float(a), float(b)) for a, b in found})
   assert 0 < len(spans) <= report.MAX_CLIPS
   assert all(a < b <= c for (a, b), (c, _) in zip(spans, spans[1:] + [(1e9, 0)]))
   assert spans[-1][1] <= sf.info(str(out / "events.mp3")).duration
   # Axes with units, titles that say what is plotted.
   assert "event time (s)" in page and "1-D t-SNE of the vector" in page
+  assert 'data-view="view0">Piano roll' in page and "timbre 1 (" in page
+  assert re.search(r">(no pitch|[A-G]#?-?\d)</text>", page)  # the pitch axis names notes
   # Nothing temporary left beside the report.
   assert sorted(os.listdir(out.parent)) == ["piece.wav", "rep"]
 

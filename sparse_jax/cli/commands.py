@@ -366,6 +366,9 @@ def cmd_decode(args):
   _check_decode_options(args, args.output)
   # Checks the file before the model is loaded.
   events, _, _ = _read_events(args.input, args.max_seconds)
+  if args.solo is not None:  # one event (or a few) alone, at its time, at the file's level
+    from sparse_jax.codec import edit
+    events = edit.keep(events, _parse_indices(args.solo, "--solo", len(events)))
   codec = load_codec(args.workdir)
   _check_model_of(codec, events, args)
   _write_decoded(codec, events, args)
@@ -386,6 +389,8 @@ def _decode_folder(args):
   from sparse_jax import audio_io
   from sparse_jax.cli import folders
   from sparse_jax.codec import sjx
+  if args.solo is not None:
+    raise UserError("--solo picks events of one file; decode that file, not a folder")
   _check_decode_options(args, "out.wav")
   _check_max_seconds(args.max_seconds)
   folders.check_folders(args.input, args.output)
@@ -412,12 +417,24 @@ def _decode_folder(args):
   return folders.summarize(len(pairs), failures, args.output, "decoded")
 
 
-def _parse_drop(text):
+def _parse_indices(text, option, n_events):
+  """Event indices like 0,5,12 or 3-7 (inclusive), each checked against the file's count."""
+  out = []
   try:
-    return [int(x) for x in text.split(",") if x.strip()]
+    for part in (x.strip() for x in text.split(",")):
+      if not part:
+        continue
+      lo, sep, hi = part.partition("-")
+      first, last = (int(lo), int(hi)) if sep and lo else (int(part), int(part))
+      out.extend(range(first, last + 1))
   except ValueError:
-    raise UserError(f"--drop {text!r}: expected event indices like 0,5,12 (see --export-json "
-                    "for the index column)") from None
+    raise UserError(f"{option} {text!r}: expected event indices like 0,5,12 or 3-7 (see edit "
+                    "--export-json for the index column)") from None
+  bad = [i for i in out if not 0 <= i < n_events]
+  if bad or not out:
+    raise UserError(f"{option} {text!r}: the file has events 0 to {n_events - 1}"
+                    + (f"; {bad[0]} is not one" if bad else "; name at least one"))
+  return out
 
 
 def _parse_range(text):
@@ -500,8 +517,13 @@ def cmd_edit(args):
                     f"{duration:.2f}")
   rng = np.random.default_rng(args.seed)
   try:
+    if args.keep is not None:
+      before = len(events)
+      events = edit.keep(events, _parse_indices(args.keep, "--keep", len(events)))
+      done.append(f"kept {len(events)} of {before}")
     if args.drop is not None or args.drop_range is not None:
-      indices = _parse_drop(args.drop) if args.drop is not None else None
+      indices = (_parse_indices(args.drop, "--drop", len(events)) if args.drop is not None
+                 else None)
       time_range = _parse_range(args.drop_range) if args.drop_range is not None else None
       before = len(events)
       events = edit.drop(events, indices=indices, time_range=time_range)
@@ -529,6 +551,27 @@ def cmd_edit(args):
     _write_text_atomic(args.export_json, edit.to_json(events))
   _write_events(args.output, events, bits)
   _say(args, f"{_shown(args.output)}: {len(events)} events ({', '.join(done) or 'no edits'})")
+
+
+def cmd_midi(args):
+  from sparse_jax import notes
+  if args.output == STDIO or os.path.splitext(args.output)[1].lower() not in (".mid", ".midi"):
+    raise UserError(f"{args.output}: a MIDI file is written to a path ending in .mid")
+  _check_output(args.output, args.force)
+  _check_distinct(args.input, args.output)
+  events, _, _ = _read_events(args.input, args.max_seconds)
+  notes.check_installed()  # before the model is loaded
+  codec = load_codec(args.workdir)
+  _check_model_of(codec, events, args)
+  sounding = events.select(events.gains > 0)  # the file's silent fillers are no notes
+  read = notes.read_notes(codec, sounding)
+  if not args.each_event:
+    read, _ = notes.group(read)
+  counts = notes.write_midi(args.output, read)
+  reading = ("one per event" if args.each_event
+             else "runs of same-pitch events read as one note")
+  _say(args, f"{args.output}: {counts['notes']} notes and {counts['percussion']} percussion hits "
+             f"from {len(sounding)} events ({reading}; pitch heard from each event alone)")
 
 
 def info_dict(path, max_seconds=None):
@@ -672,7 +715,8 @@ def _add_refine(p, note=""):
 
 
 def register(subparsers, info_name: str = "info"):
-  """Adds encode, decode, edit, info (under `info_name`) and report to an argparse subparsers."""
+  """Adds encode, decode, edit, midi, info (under `info_name`) and report to an argparse
+  subparsers."""
   p = subparsers.add_parser(
       "encode", help="audio -> .sjx events (any length, rate, channels); audio -> audio (a round "
                      "trip); a folder -> a folder")
@@ -707,6 +751,9 @@ def register(subparsers, info_name: str = "info"):
   _add_model(p, "the model that encoded the file")
   p.add_argument("--ignore-model-id", action="store_true",
                  help="decode even if another checkpoint encoded the file")
+  p.add_argument("--solo", default=None, metavar="I[,J,...]",
+                 help="decode only these events (indices like 3 or 0,5,12 or 3-7: the index "
+                      "column of edit --export-json), each at its time: hear one event alone")
   _add_decode_options(p, "")
   _add_max_seconds(p)
   p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -721,6 +768,8 @@ def register(subparsers, info_name: str = "info"):
   p.add_argument("--random-times", action="store_true", help="move every event to a random time")
   p.add_argument("--perturb", type=float, default=None, metavar="SCALE",
                  help="move every vector by one shared random vector of this length")
+  p.add_argument("--keep", default=None, metavar="I,J,...",
+                 help="keep only these events (indices like 0,5,12 or 3-7; applied first)")
   p.add_argument("--drop", default=None, metavar="I,J,...",
                  help="remove events by index (the index column of --export-json)")
   p.add_argument("--drop-range", default=None, metavar="T0:T1",
@@ -739,6 +788,17 @@ def register(subparsers, info_name: str = "info"):
   _add_max_seconds(p)
   _add_force(p)
   p.set_defaults(fn=cmd_edit)
+
+  p = subparsers.add_parser("midi", help=".sjx events -> a MIDI file of notes (pitch heard from "
+                                         "each event alone, velocity from its level)")
+  p.add_argument("input", help="the .sjx file (- for standard input)")
+  p.add_argument("output", help="the .mid file to write")
+  _add_model(p, "the model that encoded the file")
+  p.add_argument("--each-event", action="store_true",
+                 help="one note per event (default: a run of same-pitch events is one note)")
+  _add_max_seconds(p)
+  _add_force(p)
+  p.set_defaults(fn=cmd_midi, ignore_model_id=False)
 
   p = subparsers.add_parser(info_name, help="summary of a .sjx file, or a config's parameters")
   p.add_argument("input", nargs="?", default=None, help="the .sjx file (- for standard input)")
@@ -780,6 +840,11 @@ def run(args):
     message = " ".join(str(e).split())
     print(f"error: {message}", file=sys.stderr)
     return 2
+  except BrokenPipeError:
+    # The reader of standard output left (`... | head`): nothing more to say to it, and no
+    # traceback; Python's own flush at exit must not fail again (its documented recipe).
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1
 
 
 def main(argv=None):

@@ -132,6 +132,12 @@ def drop(events, indices=None, time_range=None):
   return events.select(~remove)
 
 
+def keep(events, indices):
+  """Only the events at `indices` (positions or a boolean mask), in their original order: to hear
+  one event (`decode --solo`) or a chosen few (`edit --keep`)."""
+  return events.select(_index_mask(events, indices))
+
+
 def shift_times(events, seconds, indices=None):
   """Moves events in time by `seconds` (whole frames plus a sub-frame offset).
 

@@ -14,10 +14,10 @@ from sparse_jax.data.segments import (
   AudioItem,
   AudioSource,
   SegmentSampler,
-  default_cache_dir,
   eval_clips,
 )
 from sparse_jax.errors import UserError
+from sparse_jax.files import default_cache_dir
 
 # The one registry of dataset names: config validation and `make_source` both read it.
 DATASETS = ('classical', 'musicnet', 'ljspeech', 'folder')

@@ -25,12 +25,6 @@ _CACHE_VERSION = 1
 _SILENCE_RMS = 1e-3
 
 
-def default_cache_dir() -> str:
-  """$SPARSE_JAX_CACHE, else ~/.cache/sparse_jax."""
-  return os.environ.get('SPARSE_JAX_CACHE') or os.path.join(
-      os.path.expanduser('~'), '.cache', 'sparse_jax')
-
-
 @dataclasses.dataclass(frozen=True)
 class AudioItem:
   """One recording.
@@ -64,7 +58,7 @@ class AudioSource:
       raise UserError(f'{description or "audio source"}: no audio files found; check the data root')
     self._items = list(items)
     self.sample_rate = int(sample_rate)
-    self.cache_dir = os.path.join(cache_dir or default_cache_dir(), 'audio')
+    self.cache_dir = os.path.join(cache_dir or files.default_cache_dir(), 'audio')
     self.description = description
     self._arrays: dict[int, np.ndarray] = {}
     # How many recordings this object decoded (not found in the cache): tests and logs use it.

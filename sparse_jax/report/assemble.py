@@ -8,9 +8,11 @@ JS).  Open index.html in a browser; copy the whole folder to share it.
   reconstruction, and the paper's three edit experiments (random vectors at the original times,
   the original vectors at random times, one shared perturbation of every vector); a track whose
   peak would clip is scaled below full scale, and the page says by how much;
-- the event timeline: x = event time (s), y = a 1-D t-SNE of the event vectors (openTSNE; each
-  dimension min-max normalised), colour = a random 32 -> 3 projection of them to RGB, as an inline
-  SVG scatter.  Clicking a point plays that event's own sound: the clips of the loudest
+- the event timeline in two tabs, inline SVG scatters over x = event time (s): a piano roll (y =
+  each event's pitch heard from it alone, `sparse_jax.notes`; size = gain; colour = timbre
+  cluster, with a legend) and the paper's view (y = a 1-D t-SNE of the event vectors, openTSNE,
+  each dimension min-max normalised; colour = a random projection of them to RGB).  Clicking a
+  point plays that event's own sound: the clips of the loudest
   `MAX_CLIPS` events sit end to end in ONE file (`events.mp3`, at most `MAX_CLIP_S` each), and a
   point carries its clip's start and end (512 events of 12 s were 512 WAV files and 29 MB);
 - for the window with the most energy: the |residual| spectrogram at a few removal steps (shared
@@ -44,6 +46,14 @@ AUDIO_FILES = (
 )
 FIGURES = ("residual_steps.png", "energy_removed.png", "event_vectors.png")
 # The event clips: how many (the loudest events), how long each at most, the silence between.
+TSNE_ABOUT = ("Each point is an event: x its time, y a 1-D t-SNE of its vector (each dimension "
+              "min-max normalised; nearby points have similar vectors), colour a random "
+              "projection of the vector to RGB.  Click a large point to hear that event alone "
+              "(peak-normalised).")
+PIANO_ROLL_ABOUT = ("Each point is an event: x its time, y its pitch as heard from the event "
+                    "alone (pYIN; events with no clear pitch on the bottom row), size its gain, "
+                    "colour its timbre (clusters of similar vectors).  Click a large point to "
+                    "hear that event alone (peak-normalised).")
 MAX_CLIPS = 160
 MAX_CLIP_S = 0.4
 CLIP_GAP_S = 0.1
@@ -125,6 +135,22 @@ def _render_clips(codec, events, chosen):
       if i in chosen:
         clips[i] = _event_clip(audio[i - lo], codec.sample_rate, max_len)
   return clips, centroids
+
+
+def _piano_roll(codec, events, normalised_ExD, duration, spans, seed):
+  """The piano-roll view's SVG (UserError when the notes extra is missing)."""
+  from sparse_jax import notes as notes_lib
+  read = notes_lib.read_notes(codec, events)
+  y_E, ticks = timeline.pitch_axis(read.midi_pitches)
+  cluster_E = timeline.timbre_clusters(normalised_ExD, seed=seed)
+  counts = np.bincount(cluster_E, minlength=len(timeline.CLUSTER_RGB))
+  legend = [(timeline.CLUSTER_RGB[c], f"timbre {c + 1} ({counts[c]} events)")
+            for c in range(len(counts)) if counts[c]]
+  names = [timeline.note_name(m) if np.isfinite(m) else "no pitch" for m in read.midi_pitches]
+  return timeline.svg_scatter(
+      events.times_seconds, y_E, np.asarray(timeline.CLUSTER_RGB)[cluster_E], events.gains,
+      duration, spans, y_label="pitch", y_note="", y_ticks=ticks, sized_by_gain=True,
+      legend=legend, labels_E=[f"{n}, timbre {c + 1}" for n, c in zip(names, cluster_E)])
 
 
 def _sprite(clips, sample_rate):
@@ -254,12 +280,18 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
       notes.append(f"Only the {len(chosen)} loudest of the {len(audible)} audible events have a "
                    "clip to play (the large points of the timeline).")
 
-    # Timeline.
+    # Timelines: the piano roll (when the notes extra is installed), then the t-SNE view.
     say(f"t-SNE of {len(events)} vectors")
     normalised = timeline.minmax_normalise(events.vectors)
-    y_E = timeline.tsne_1d(normalised, seed=seed)
-    rgb_Ex3 = timeline.random_rgb(normalised, seed=seed)
-    svg = timeline.svg_scatter(events.times_seconds, y_E, rgb_Ex3, events.gains, duration, spans)
+    views = [("t-SNE", TSNE_ABOUT, timeline.svg_scatter(
+        events.times_seconds, timeline.tsne_1d(normalised, seed=seed),
+        timeline.random_rgb(normalised, seed=seed), events.gains, duration, spans))]
+    try:
+      say(f"the pitch of {len(events)} events")
+      views.insert(0, ("Piano roll", PIANO_ROLL_ABOUT,
+                       _piano_roll(codec, events, normalised, duration, spans, seed)))
+    except UserError as e:  # librosa or mido missing: the t-SNE view alone, and why
+      notes.append(f"No piano roll: {e}")
 
     # The chosen window, step by step: its input less the spectra of the events the encoder kept
     # from each step on (the encoder's own spectra, at the gains the file holds).
@@ -332,7 +364,7 @@ def write_report(audio_T, codec, out_dir, seed: int = 0, max_samples: int | None
       notes.append(f"Only the first {duration:.2f} s of the input's {total / sr:.2f} s are "
                    "shown (--max-seconds).")
     with open(os.path.join(tmp_dir, "index.html"), "w") as f:
-      f.write(page.page(summary, notes, svg, window_label, audio_files))
+      f.write(page.page(summary, notes, views, window_label, audio_files))
     files.replace_folder(tmp_dir, out_dir, "the report")
   except BaseException:
     shutil.rmtree(tmp_dir, ignore_errors=True)

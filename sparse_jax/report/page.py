@@ -23,10 +23,25 @@ svg circle[data-start] { cursor: pointer; }
 svg circle { stroke: #222; stroke-width: 0.6; }
 svg circle[data-start]:hover, svg circle.playing { stroke-width: 2.5; }
 .note { color: #666; font-size: 0.9em; }
+.tabs button { font: inherit; padding: 3px 12px; border: 1px solid #bbb; background: #f4f4f4;
+               cursor: pointer; } .tabs button.on { background: #fff; border-bottom-color: #fff; }
+.view { display: none; } .view.on { display: block; }
 """ % (PAGE_WIDTH_PX + 24)  # noqa: UP031  (the CSS is full of braces: %-formatting)
 
-# Clicking a point plays its clip out of the one sprite file and stops at the clip's end.
+# Clicking a point plays its clip out of the one sprite file and stops at the clip's end; the
+# tabs show one timeline view at a time.
 _SCRIPT = """
+(function () {
+  var tabs = document.querySelectorAll('.tabs button');
+  tabs.forEach(function (b) {
+    b.addEventListener('click', function () {
+      tabs.forEach(function (o) { o.classList.toggle('on', o === b); });
+      document.querySelectorAll('.view').forEach(function (v) {
+        v.classList.toggle('on', v.id === b.getAttribute('data-view'));
+      });
+    });
+  });
+})();
 (function () {
   var player = document.getElementById('event-player');
   var label = document.getElementById('event-label');
@@ -55,7 +70,8 @@ _SCRIPT = """
 """
 
 
-def page(summary_rows, notes, svg, window_label, audio_files):
+def page(summary_rows, notes, views, window_label, audio_files):
+  """The page.  `views`: the timeline's tabs, [(title, what it shows, svg)], the first shown."""
   rows = "\n".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
                    for k, v in summary_rows)
   players = "\n".join(
@@ -63,6 +79,11 @@ def page(summary_rows, notes, svg, window_label, audio_files):
       for name, title in audio_files)
   note_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
   window_label = html.escape(window_label)
+  tabs = "".join(f'<button class="{"on" if k == 0 else ""}" data-view="view{k}">'
+                 f'{html.escape(title)}</button>' for k, (title, _, _) in enumerate(views))
+  timeline = "\n".join(
+      f'<div class="view{" on" if k == 0 else ""}" id="view{k}"><p class="note">'
+      f'{html.escape(about)}</p>\n{svg}</div>' for k, (_, about, svg) in enumerate(views))
   return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -82,10 +103,8 @@ def page(summary_rows, notes, svg, window_label, audio_files):
 {players}
 </div>
 <h2>Event timeline</h2>
-<p class="note">Each point is an event: x its time, y a 1-D t-SNE of its vector (each dimension
-min-max normalised; nearby points have similar vectors), colour a random projection of the vector
-to RGB.  Click a large point to hear that event alone (peak-normalised).</p>
-{svg}
+<div class="tabs">{tabs}</div>
+{timeline}
 <p><span id="event-label" class="note">no event selected</span><br>
 <audio id="event-player" controls preload="none" src="events.mp3"></audio></p>
 <h2>Residual after a few removal steps ({window_label})</h2>
