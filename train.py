@@ -32,6 +32,11 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
                                       "Number of processes of a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None,
                                    "This process's index in [0, --num_processes).")
+_INIT_FROM = flags.DEFINE_string(
+    "init_from", None, "A new run starts from this trained model's generator (an exported .npz "
+    "or a workdir; fresh discriminator and optimisers): continue the shipped model "
+    "(sparse_jax/pretrained/model.npz with configs/pretrained.py) or fine-tune it on your music. "
+    "Ignored when the workdir already holds checkpoints (they resume).")
 _STOP_AFTER = flags.DEFINE_float(
     "stop_after_minutes", None,
     "Save a checkpoint and stop at the first logging step after this many minutes (a GPU lease, "
@@ -117,7 +122,8 @@ def main(argv):
       raise UserError(f"--stop_after_minutes={_STOP_AFTER.value} must be positive")
     stop_after_s = None if _STOP_AFTER.value is None else 60 * _STOP_AFTER.value
     training.train_and_evaluate(_CONFIG.value, _WORKDIR.value, log=training.log_to_stderr,
-                                progress=True, stop_after_s=stop_after_s)
+                                progress=True, stop_after_s=stop_after_s,
+                                init_from=_INIT_FROM.value)
   except UserError as e:
     _fail(str(e))
 

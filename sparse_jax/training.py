@@ -9,6 +9,7 @@ Resuming is exact because everything a step depends on is in the checkpoint or a
 the step number: parameters, both optimiser states and the RNG are saved, and the data sampler
 draws the batch of step n from (seed, n) alone.
 """
+import dataclasses
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -128,17 +130,51 @@ def past_deadline(started: float, stop_after_s: float | None) -> bool:
   return late
 
 
+def initial_generator(cfg, path: str, log=print):
+  """The generator parameters of a trained model (an exported `.npz` or a workdir), checked to
+  fit `cfg.model`: where a warm start (`train.py --init_from`) begins.
+
+  Raises:
+    UserError: unreadable, or a model of other shapes (naming the config fields that differ).
+  """
+  from sparse_jax import generator
+  if os.path.isdir(path):
+    source_cfg, _, g_params, _, step = checkpoint.restore_generator(path)
+  else:
+    source_cfg, _, g_params, _, step = generator.load(path)
+  _, abstract = train_step.abstract_generator(cfg)
+  shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
+  if (jax.tree.structure(abstract) != jax.tree.structure(g_params)
+      or shapes(abstract) != shapes(g_params)):
+    mine, theirs = cfg.model.to_dict(), source_cfg.model.to_dict()
+    differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    raise UserError(f"--init_from {path}: its model has other shapes than this config's (model."
+                    f"{', model.'.join(differ[:4]) or '?'} differ); pass the config it was "
+                    "trained with (configs/pretrained.py for the shipped model)")
+  log(f"starting from the generator of {path} (its step {step}); the discriminator and both "
+      "optimisers start afresh")
+  return g_params
+
+
 def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False,
-                       stop_after_s: float | None = None) -> dict:
+                       stop_after_s: float | None = None, init_from: str | None = None) -> dict:
   """Trains `cfg` in `workdir` (resuming if it holds checkpoints).  Returns the last metrics.
 
   `progress`: a tqdm bar of the steps on stderr (process 0), with steps/s and the ETA.
   `stop_after_s`: checked at every logging step; once this many seconds have passed, save a
   checkpoint and return (a timed GPU slot or a preemptible VM ending); the same command goes on
   later.
+  `init_from`: a trained model (an exported `.npz` or a workdir) whose generator a NEW run starts
+  from (a warm start: continuing the shipped model, fine-tuning on one's own music).  Restored:
+  the generator's parameters.  Not restored: the discriminator, both Adam states, the step count
+  and the data position (they start afresh, so the step counts from 0).  The start is saved as
+  checkpoint 0 at once; a workdir that already holds checkpoints resumes from them and ignores it.
   """
   started = time.monotonic()
   config.validate(cfg)
+  if init_from is not None and not os.path.exists(init_from):
+    raise UserError(f"--init_from {init_from}: no such file or folder; pass an exported .npz "
+                    "(sparse_jax/pretrained/model.npz is the shipped model) or a workdir")
   n_dev = jax.device_count()
   if cfg.train.batch_size % n_dev:
     raise UserError(f"bad config value: train.batch_size={cfg.train.batch_size} is not a "
@@ -156,6 +192,7 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False,
                                  sharding=NamedSharding(mesh, P()))
   start = 0
   found = None
+  warm_start = False
   if ckpt.latest_step() is not None:
     # Restore into shapes only: initialising parameters that are overwritten at once costs tens
     # of seconds at full size.
@@ -167,12 +204,21 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False,
     state, start = restored["state"], int(restored["data_step"])
     log(f"{note}; resumed from step {start}" if note else
         f"resumed from step {start} in {workdir}")
+    if init_from is not None:
+      log(f"--init_from {init_from} ignored: {workdir} already holds checkpoints (resumed)")
   else:
     graphs, state = train_step.create_train_state(cfg)
+    if init_from is not None:
+      g_params = initial_generator(cfg, init_from, log)
+      state = dataclasses.replace(state, g_params=jax.tree.map(
+          lambda new, old: jnp.asarray(new, old.dtype), g_params, state.g_params))
+      warm_start = True
   if jax.process_index() == 0:
     # After the restore: a config whose checkpoints do not restore must not replace the one
     # that describes them.
     checkpoint.save_config(workdir, cfg)
+  if warm_start:  # the start itself is a checkpoint: zero steps export the model it came from
+    ckpt.save(0, {"state": state, "data_step": np.asarray(0, np.int64)}, force=True)
   writer = MetricWriter(workdir)
   writer.keep_up_to(start)
   if start >= cfg.train.num_steps:

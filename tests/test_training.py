@@ -363,3 +363,49 @@ def test_asyncio_reports_of_abandoned_orbax_reads_are_dropped_while_a_restore_fa
   assert not keep(record(task, other_error))
   assert keep(record(future, other_error))
   assert keep(record("Unclosed client session", orbax_error))
+
+
+def _same(a, b):
+  return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in
+             zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def test_a_warm_start_begins_at_the_given_generator_and_trains_it(tiny_config, tmp_path):
+  from sparse_jax import checkpoint, generator, train_step
+  cfg = tiny_config
+  cfg.train.num_steps = 1
+  # A "trained" model: another seed's generator, exported.
+  _, source = train_step.create_train_state(cfg, seed=5)
+  path = str(tmp_path / "source.npz")
+  generator.save(path, cfg, source.g_params, bytes(16), step=7)
+  said = []
+  workdir = str(tmp_path / "warm")
+  training.train_and_evaluate(cfg, workdir, log=said.append, init_from=path)
+  assert any("starting from the generator of" in s for s in said)
+  start = checkpoint.restore_generator(workdir, step=0)[2]
+  assert _same(start, source.g_params)  # checkpoint 0 is the model it came from
+  trained = checkpoint.restore_generator(workdir, step=1)[2]
+  assert not _same(trained, source.g_params)  # one step moved it
+  # Rerun: the workdir resumes, the warm start is not applied again.
+  cfg.train.num_steps = 2
+  said.clear()
+  training.train_and_evaluate(cfg, workdir, log=said.append, init_from=path)
+  assert any("ignored" in s for s in said) and checkpoint.Checkpointer(workdir).latest_step() == 2
+  # A model of other shapes is refused in one line naming what differs.
+  from sparse_jax import pretrained
+  with pytest.raises(UserError, match=r"other shapes .*model\..*configs/pretrained.py"):
+    training.train_and_evaluate(cfg, str(tmp_path / "other"), init_from=pretrained.MODEL_PATH)
+  with pytest.raises(UserError, match="no such file or folder"):
+    training.train_and_evaluate(cfg, str(tmp_path / "other"), init_from=str(tmp_path / "nope"))
+
+
+def test_the_shipped_model_warm_starts_unchanged(tmp_path):
+  """Zero steps from the shipped model give it back: what the warm start puts in checkpoint 0
+  (checked above on a small model) is the shipped generator, array for array."""
+  from configs import pretrained as pretrained_config
+  from sparse_jax import generator, pretrained
+  cfg = pretrained_config.get_config()
+  start = training.initial_generator(cfg, pretrained.MODEL_PATH, log=lambda *_: None)
+  out = str(tmp_path / "again.npz")
+  generator.save(out, cfg, start, bytes(16), step=0, dtype=np.float16)  # as the shipped file
+  assert _same(generator.load(out)[2], generator.load(pretrained.MODEL_PATH)[2])
