@@ -243,7 +243,9 @@ REAL_OPUS_KBPS = (6.0, 8.0, 12.0)
 REAL_OUT = os.path.join("benchmarks", "results", "real")
 # Defaults of --real, sized to run in under 15 minutes on a 2-core CPU (see the README), and of
 # --real --quick (a test).
-REAL_CLIPS, REAL_SECONDS, REAL_EVENTS, REAL_VISQOL_SECONDS = 20, 8.0, "8,16,32", 2.0
+# ViSQOL on whole clips by default (0): on 2-3 s excerpts it is unreliable (silence scored 3.69 of
+# 5 against a 3.5 s clip).
+REAL_CLIPS, REAL_SECONDS, REAL_EVENTS, REAL_VISQOL_SECONDS = 20, 8.0, "8,16,32", 0.0
 REAL_QUICK = {"clips": 3, "seconds": 1.5, "events": "2,4", "visqol_seconds": 1.0}
 REAL_MP3_KBPS = 8.0
 # The metrics of the real-recording table and figures: key, label, higher is better.
@@ -330,7 +332,15 @@ def real_codecs(event_counts, refine_steps=()) -> dict:
   labels.update({f"opus_{k:g}": f"Opus {k:g}k" for k in REAL_OPUS_KBPS})
   labels[f"mp3_{REAL_MP3_KBPS:g}"] = f"MP3 {REAL_MP3_KBPS:g}k"
   labels["mp_rate"] = f"matching pursuit at our bitrate ({max(event_counts)} events/window)"
+  labels.update(REAL_BOUNDS)
   return labels
+
+
+# Rows that bound every table: silence (what a score means when nothing is decoded) and the
+# input itself at the model's rate, mono (the clips are scored at 22.05 kHz mono, so this row is
+# each metric's best: the bandwidth and the channels no codec here can give back are outside
+# what this benchmark measures).
+REAL_BOUNDS = {"silence": "floor: silence", "input": "ceiling: the input at 22.05 kHz, mono"}
 
 
 def _ours_setting(name: str) -> tuple:
@@ -370,6 +380,9 @@ def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_count
         r = vars(classic_codecs.opus_roundtrip(clip_T, sr, float(name.split("_")[1])))
       elif name.startswith("mp3_"):
         r = vars(classic_codecs.mp3_roundtrip(clip_T, sr, float(name.split("_")[1])))
+      elif name in REAL_BOUNDS:
+        r = {"decoded": np.zeros_like(clip_T) if name == "silence" else clip_T.copy(),
+             "kbps": 0.0, "file_kbps": 0.0}
       else:
         r = mp_at_bitrate(clip_T, sr, per_clip[f"ours_{max(event_counts)}"][-1]["kbps"])
       elapsed = time.perf_counter() - t
@@ -378,6 +391,8 @@ def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_count
              "realtime_factor": elapsed / (clip_T.size / sr),
              "events_per_second": float(r.get("events_per_second", 0.0))}
       row.update(real_metrics(clip_T, decoded, sr, visqol_seconds))
+      # A bound's undefined figures (SI-SDR of silence, of the input itself) are left blank.
+      row = {k: v if v is None or np.isfinite(v) else None for k, v in row.items()}
       per_clip[name].append(row)
     ours = per_clip[f"ours_{max(event_counts)}"][-1]
     refined = "".join(f", --refine {n} {per_clip[f'ours_{max(event_counts)}_r{n}'][-1]['explained']:+.3f}"
@@ -392,6 +407,10 @@ def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_count
     for key in rows[0]:
       values = [row[key] for row in rows if row[key] is not None]
       summary[key] = float(np.mean(values)) if values else None
+      if key in ("explained", "log_mel", "visqol"):  # the headline figures: median and worst
+        higher = dict((k, h) for k, _, h in REAL_METRICS)[key]
+        summary[f"{key}_median"] = float(np.median(values)) if values else None
+        summary[f"{key}_worst"] = ((max, min)[higher](values) if values else None)
     summary["explained_min"] = float(min(row["explained"] for row in rows))
     codecs[name] = summary
   return {"clips": clips, "clip_seconds": clip_seconds, "visqol_seconds": visqol_seconds,
@@ -401,8 +420,9 @@ def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_count
 
 def real_markdown(report: dict) -> str:
   d = report["real"]
-  visqol = (f"ViSQOL on the first {d['visqol_seconds']:g} s of each clip"
-            if d["visqol_seconds"] else "ViSQOL not measured")
+  visqol = ("ViSQOL not measured" if not d["visqol_seconds"] else
+            "ViSQOL on whole clips" if d["visqol_seconds"] >= d["clip_seconds"] else
+            f"ViSQOL on the first {d['visqol_seconds']:g} s of each clip")
   lines = [f"Model: `{report['workdir']}` at step {report['step']} "
            f"({report['window_seconds']:.2f} s windows); machine: {report['machine']}.",
            f"Command: `{report['command']}` ({report['wall_s'] / 60:.1f} min).", "",
@@ -415,8 +435,16 @@ def real_markdown(report: dict) -> str:
   for r in d["codecs"].values():
     lines.append(f"| {r['label']} | {r['kbps']:.2f} | {r['file_kbps']:.2f} | "
                  f"{100 * r['explained']:.1f} % | {100 * r['explained_min']:.1f} % | "
-                 f"{r['log_mel']:.3f} | {r['mr_stft']:.3f} | {r['si_sdr']:.2f} | "
+                 f"{r['log_mel']:.3f} | {r['mr_stft']:.3f} | {_f(r['si_sdr'], '.2f')} | "
                  f"{_f(r['visqol'], '.3f')} | {_f(r.get('realtime_factor'), '.3f')} |")
+  lines += ["", "Median and worst clip of the headline figures:", "",
+            "| codec | explained median / worst | log-mel median / worst | "
+            "ViSQOL median / worst |", "|---|---|---|---|"]
+  for r in d["codecs"].values():
+    pct = lambda x: "" if x is None else f"{100 * x:.1f} %"
+    lines.append(f"| {r['label']} | {pct(r['explained_median'])} / {pct(r['explained_worst'])} | "
+                 f"{_f(r['log_mel_median'], '.3f')} / {_f(r['log_mel_worst'], '.3f')} | "
+                 f"{_f(r['visqol_median'], '.3f')} / {_f(r['visqol_worst'], '.3f')} |")
   lines += ["", "Clips (folder, file, start s, seconds):", ""]
   lines += [f"- `{c['folder']}` `{c['path']}` {c['start_s']:.2f} {c['seconds']:.2f}"
             for c in d["clips"]]
@@ -449,6 +477,10 @@ def real_plots(folder: str, report: dict) -> list:
                "opus": "Opus 6/8/12k"}.get(family, rows[0]["label"])
       ax.plot([r["kbps"] for r in rows], [r[key] for r in rows], style, color=colour,
               label=label)
+    for name, style in (("silence", ":"), ("input", "--")):  # the bounds, as lines
+      value = d["codecs"].get(name, {}).get(key)
+      if value is not None:
+        ax.axhline(value, color="grey", linestyle=style, label=d["codecs"][name]["label"])
     ax.set_xlabel("kbit/s (coded payload)")
     ax.set_ylabel(title + (" (higher better)" if higher else " (lower better)"))
     ax.set_title(f"{title}: {len(d['clips'])} real clips")
@@ -563,8 +595,8 @@ def parse_args(argv):
                       "refinement of these step counts, a comma list (e.g. 20,100; opt-in: slow)")
   p.add_argument("--no-visqol", action="store_true", help="with --real: skip ViSQOL (slow)")
   p.add_argument("--visqol-seconds", type=float, default=None,
-                 help=f"with --real: ViSQOL on each clip's first seconds (default "
-                 f"{REAL_VISQOL_SECONDS:g}; 0 = the whole clip)")
+                 help="with --real: ViSQOL on each clip's first seconds (default 0: the "
+                      "whole clip)")
   p.add_argument("--out", default=None,
                  help=f"output folder (default {DEFAULT_OUT}; with --real {REAL_OUT})")
   p.add_argument("--quick", action="store_true", help="smoke run: 2 clips (--real: 3 short ones)")

@@ -297,7 +297,17 @@ def test_quality_real_quick_on_generated_recordings(tiny_workdir, tmp_path):
   d = report["real"]
   assert len(d["clips"]) == 3 and d["event_counts"] == [2, 4] and d["visqol_seconds"] is None
   assert set(d["codecs"]) == {"ours_2", "ours_4", "ours_4_r2", "opus_6", "opus_8", "opus_12",
-                              "mp3_8", "mp_rate"}
+                              "mp3_8", "mp_rate", "silence", "input"}
+  # The bounds: silence explains nothing, the input everything.
+  silence, ceiling = d["codecs"].pop("silence"), d["codecs"].pop("input")
+  assert silence["explained"] == pytest.approx(0.0) and ceiling["explained"] == pytest.approx(1.0)
+  assert ceiling["log_mel"] == pytest.approx(0.0, abs=1e-9) and silence["log_mel"] > 0.1
+  assert silence["label"] in table and ceiling["label"] in table and "median / worst" in table
+  ours = d["codecs"]["ours_4"]
+  explained = [row["explained"] for row in ours["per_clip"]]
+  assert ours["explained_median"] == pytest.approx(np.median(explained))
+  assert ours["explained_worst"] == pytest.approx(min(explained))
+  assert ours["log_mel_worst"] == pytest.approx(max(row["log_mel"] for row in ours["per_clip"]))
   assert d["refine_steps"] == [2] and "--refine 2" in table
   for plain, refined in zip(d["codecs"]["ours_4"]["per_clip"], d["codecs"]["ours_4_r2"]["per_clip"]):
     assert refined["explained"] >= plain["explained"] - 1e-6
