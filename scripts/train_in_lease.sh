@@ -6,11 +6,19 @@
 #
 #   python -m sparse_jax gather-audio .pretrain/audio      # the data (108 min, 42 MB)
 #   OUT=out bash scripts/train_in_lease.sh                 # END_S=500: about 9 minutes in all
+#   INIT=sparse_jax/pretrained/model.npz OUT=out bash scripts/train_in_lease.sh   # continue it
+#
+# With INIT the run starts from that generator (`train.py --init_from`: fresh discriminator and
+# optimisers), so training accumulates lease after lease.  With REAL (folders of real recordings,
+# kept out of the training data) the exported model is then judged against the shipped one and
+# replaces it only when at least as good on every headline figure and better on one
+# (`python -m benchmarks.promote ... --apply`; every run adds a row to docs/leases.md).  On a
+# short lease, run that step afterwards on the development machine instead.
 #
 # On a machine without ml-collections, soundfile or pedalboard, put their wheels in .whl/ (they
 # are installed into /tmp/site first).  Knobs: STEPS1 (phase 1 steps), END_S (when phase 2 should
 # end, seconds from the start), STOP_S (the hard stop), COMPILE_S (compile time allowed), EXTRA
-# (more --config overrides), PY.
+# (more --config overrides), INIT, REAL, PY.
 set -o pipefail
 T0=$(date +%s)
 PY=${PY:-python3}; OUT=${OUT:-/tmp/out}; mkdir -p $OUT
@@ -33,7 +41,9 @@ def warm(split):
 print('cache warm:', warm('train'), warm('test'), 'files')
 " || exit 1
 W=/tmp/run; ARGS="--config configs/pretrained.py --workdir $W --config.data.root=.pretrain/audio $EXTRA"
-$PY train.py $ARGS --config.train.num_steps=$STEPS1 --config.optim.final_lr_fraction=1.0 > $OUT/train1.log 2>&1 || { tail -20 $OUT/train1.log; exit 1; }
+# Phase 2 resumes phase 1's checkpoints, so the warm start applies to phase 1 alone.
+[ -n "$INIT" ] && INIT_ARG="--init_from=$INIT"
+$PY train.py $ARGS $INIT_ARG --config.train.num_steps=$STEPS1 --config.optim.final_lr_fraction=1.0 > $OUT/train1.log 2>&1 || { tail -20 $OUT/train1.log; exit 1; }
 SPS=$($PY -c "import json; r=[json.loads(l) for l in open('$W/metrics.jsonl')]; print([x['seconds_per_step'] for x in r if 'seconds_per_step' in x][-1])")
 NOW=$(( $(date +%s) - T0 ))
 N=$($PY -c "print($STEPS1 + max(10, int(($END_S - $NOW - $COMPILE_S) / $SPS)))")
@@ -42,4 +52,8 @@ $PY train.py $ARGS --config.train.num_steps=$N --stop_after_minutes=$($PY -c "pr
 tail -3 $OUT/train2.log
 $PY -m sparse_jax export --workdir $W $OUT/model.npz
 cp $W/metrics.jsonl $W/config.json $OUT/
+if [ -n "$REAL" ]; then
+  $PY -m benchmarks.promote $OUT/model.npz --real $REAL --apply --note "lease, ${INIT:+from $INIT, }$(cat $W/config.json | $PY -c 'import json,sys; print(json.load(sys.stdin)["data"]["root"])')" | tee $OUT/promote.txt
+  cp sparse_jax/pretrained/model.npz docs/leases.md $OUT/ 2>/dev/null
+fi
 echo "total $(( $(date +%s) - T0 )) s"

@@ -366,3 +366,36 @@ def test_ablation_rows_of_a_workdir_and_of_a_screened_generator(tiny_workdir, tm
   assert proc.stderr.strip().splitlines()[-1] == (f"skipping {gone}: not trained and evaluated (UserError: "
                                  f"{tmp_path / 'missing.npz'}: no such model file; pass an "
                                  "exported generator (.npz) or a training workdir)")
+
+
+# promote.py
+
+
+def test_promotion_needs_every_headline_figure_at_least_as_good_and_one_better():
+  from benchmarks import promote
+  shipped = {"explained": 0.30, "log_mel": 0.40, "visqol": 3.40}
+  better = dict(shipped, explained=0.31)
+  assert promote.verdict(better, shipped)[0]
+  assert not promote.verdict(shipped, shipped)[0]  # no figure better
+  mixed = dict(better, log_mel=0.41)  # log-mel is lower-better: 0.41 is worse
+  ok, why = promote.verdict(mixed, shipped)
+  assert not ok and "worse on log_mel" in why
+  assert promote.verdict(dict(better, visqol=None), dict(shipped, visqol=None))[0]
+
+
+def test_promote_scores_both_models_and_keeps_a_ledger(tiny_workdir, tmp_path):
+  from benchmarks import promote
+  from sparse_jax import generator, pretrained
+  recordings = tmp_path / "recordings"
+  _write_recordings(recordings)
+  candidate = str(tmp_path / "candidate.npz")
+  generator.export_workdir(tiny_workdir, candidate)
+  ledger = tmp_path / "leases.md"
+  shipped_bytes = open(pretrained.MODEL_PATH, "rb").read()
+  assert promote.main([candidate, "--real", str(recordings), "--clips", "2", "--seconds", "1",
+                       "--ledger", str(ledger), "--apply", "--note", "test"]) == 0
+  text = ledger.read_text()
+  assert text.startswith(promote.LEDGER_HEAD) and text.count("| test |") == 1
+  # The untrained model explains less than the shipped one: kept, and the file is untouched.
+  assert "kept the shipped model" in text
+  assert open(pretrained.MODEL_PATH, "rb").read() == shipped_bytes
