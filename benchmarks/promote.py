@@ -49,7 +49,8 @@ def score(codec, clips, visqol: bool) -> dict:
 
 def verdict(candidate: dict, shipped: dict) -> tuple[bool, str]:
   """(promote?, why): at least as good on every figure measured and better on one."""
-  worse, better = [], []
+  worse: list[str] = []
+  better: list[str] = []
   for key, higher in HEADLINE:
     if candidate[key] is None or shipped[key] is None:
       continue

@@ -3,6 +3,8 @@ r"""Speed and memory of the codec: compile time, forward time, train-step time, 
   python -m benchmarks.speed                        # the default config, 3 timed runs
   python -m benchmarks.speed --config configs/quickstart.py --runs 5
   python -m benchmarks.speed --quick                # ':tiny' config, 1 run: a smoke test
+  python -m benchmarks.speed --codec --input SONG    # encode/decode in fresh processes, first and
+                                                    # second run (benchmarks/codec_speed.py)
 
 Writes benchmarks/results/speed_<platform>.json and .md (platform = jax.default_backend()) and
 prints the Markdown table.
@@ -568,6 +570,10 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if "--codec" in argv:  # the codec as a user runs it: benchmarks/codec_speed.py
+    from benchmarks import codec_speed
+    return codec_speed.main([a for a in argv if a != "--codec"])
   args = parse_args(argv)
   if args.child:
     child_main(args)

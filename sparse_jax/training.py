@@ -143,9 +143,9 @@ def initial_generator(cfg, path: str, log=print):
   else:
     source_cfg, _, g_params, _, step = generator.load(path)
   _, abstract = train_step.abstract_generator(cfg)
-  shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
-  if (jax.tree.structure(abstract) != jax.tree.structure(g_params)
-      or shapes(abstract) != shapes(g_params)):
+  shapes = lambda tree: {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf
+                         in jax.tree_util.tree_leaves_with_path(tree)}
+  if shapes(abstract) != shapes(g_params):
     mine, theirs = cfg.model.to_dict(), source_cfg.model.to_dict()
     differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
     raise UserError(f"--init_from {path}: its model has other shapes than this config's (model."
