@@ -31,6 +31,7 @@ MIN_SECONDS = 0.05           # the shortest note written
 DRUM_CHANNEL = 9             # General MIDI's percussion channel (10, counted from 1)
 DRUM_NOTE = 38               # acoustic snare: where unpitched events go
 MIDI_PPQ, MIDI_BPM = 480, 120
+READ_BATCH = 64              # events rendered at once (64 x 3 s windows: about 17 MB)
 
 
 def _libraries():
@@ -124,25 +125,25 @@ def read_notes(codec, events) -> Notes:
   if e == 0:
     empty = np.zeros(0)
     return Notes(empty, empty, empty, empty, np.zeros(0, np.int64), empty)
-  # Each event alone, at the start of a window and with its gain: its own sound, from sample 0.
-  alone_ExT = codec.render(events.vectors, np.zeros(e, np.int32), events.gains,
-                           np.zeros(e, np.float32))
+  # Each event alone, at the start of a window and with its gain: its own sound, from sample 0;
+  # a batch at a time, so memory stays that of one batch however long the file.
   sr = events.sample_rate
-  pitches, voicing = pitches_of(alone_ExT, sr)
-  peaks = np.abs(alone_ExT).max(axis=1).astype(np.float64)
+  pitches, voicing, peaks, durations = (np.zeros(e) for _ in range(4))
+  for lo in range(0, e, READ_BATCH):
+    sl = slice(lo, min(lo + READ_BATCH, e))
+    n = sl.stop - lo
+    alone_BxT = codec.render(events.vectors[sl], np.zeros(n, np.int32), events.gains[sl],
+                             np.zeros(n, np.float32))
+    pitches[sl], voicing[sl] = pitches_of(alone_BxT, sr)
+    peaks[sl] = np.abs(alone_BxT).max(axis=1)
+    durations[sl] = [decay_seconds(a, sr) for a in alone_BxT]
   loudest = peaks.max()
   with np.errstate(divide="ignore"):
     level_db = 20 * np.log10(np.where(peaks > 0, peaks / max(loudest, 1e-30), 1e-30))
   velocities = np.clip(np.round(1 + 126 * (1 + level_db / VELOCITY_RANGE_DB)), 1, 127)
-  return Notes(onsets=np.asarray(events.times_seconds, np.float64),
-               durations=np.array([decay_seconds(a, sr) for a in alone_ExT]),
-               pitches_hz=np.asarray(pitches, np.float64), voicing=np.asarray(voicing),
-               velocities=velocities.astype(np.int64), peaks=peaks)
-
-
-def subset(notes: Notes, mask) -> Notes:
-  """The notes where `mask` holds (or at `mask`'s indices), in that order."""
-  return Notes(*(getattr(notes, f.name)[mask] for f in dataclasses.fields(Notes)))
+  return Notes(onsets=np.asarray(events.times_seconds, np.float64), durations=durations,
+               pitches_hz=pitches, voicing=voicing, velocities=velocities.astype(np.int64),
+               peaks=peaks)
 
 
 def group(notes: Notes) -> tuple[Notes, np.ndarray]:
@@ -159,11 +160,14 @@ def group(notes: Notes) -> tuple[Notes, np.ndarray]:
   ends: list[float] = []
   pitch_of_group: list[float] = []
   owner = np.zeros(len(order), np.int64)
+  reachable: list[int] = []  # groups a later event may still join (onsets only grow)
   for i in order:
     t, end = notes.onsets[i], notes.onsets[i] + notes.durations[i]
     pitched = np.isfinite(midi[i])
+    reachable = [g for g in reachable if max(ends[g], notes.onsets[groups[g][0]]) + JOIN_SECONDS
+                 >= t]
     join = None
-    for g in range(len(groups) - 1, -1, -1):
+    for g in reversed(reachable):
       if pitched and pitch_of_group[g] == midi[i] and t <= ends[g] + JOIN_SECONDS:
         join = g
         break
@@ -179,6 +183,7 @@ def group(notes: Notes) -> tuple[Notes, np.ndarray]:
       ends.append(end)
       pitch_of_group.append(midi[i])
       owner[i] = len(groups) - 1
+      reachable.append(len(groups) - 1)
     else:
       groups[join].append(i)
       ends[join] = max(ends[join], end)
