@@ -5,8 +5,8 @@ r"""Speed of the codec as a user runs it: `sparse-jax encode` and `decode` in fr
 
 The input (any recording; looped to length, mono at the model's rate) is cut to each length of
 `--seconds`.  For each length, `sparse-jax encode` runs twice in new processes that share one
-empty compilation cache (`SPARSE_JAX_CACHE`, a temporary folder): the first run compiles and
-fills the cache, the second finds it (what a user's second invocation sees).  Then `decode` of
+compilation cache (`SPARSE_JAX_CACHE`, a temporary folder, empty at the start): the very first
+run compiles and fills it, every later one finds it (what a user's second invocation sees).  Then `decode` of
 the file, and with `--refine` an `encode --refine 20`.  Each row: wall seconds, seconds per second
 of audio, and peak resident memory of the process (`wait4`'s ru_maxrss).  "start" is a 1 s file
 encoded by a process that finds the cache warm: the fixed cost of an invocation (import, model
@@ -74,8 +74,9 @@ def measure(args) -> dict:
       wav = os.path.join(tmp, f"in_{seconds:g}.wav")
       audio_io.write_audio(wav, audio_of(args.input, seconds, sr), sr)
       sjx = os.path.join(tmp, f"out_{seconds:g}.sjx")
-      run(f"encode {seconds:g} s, first run (compiles)", seconds, ["encode", wav, sjx])
-      run(f"encode {seconds:g} s, second run (cache)", seconds, ["encode", wav, sjx])
+      first = "first process, empty cache: compiles" if not rows else "cache warm"
+      run(f"encode {seconds:g} s, {first}", seconds, ["encode", wav, sjx])
+      run(f"encode {seconds:g} s, cache warm", seconds, ["encode", wav, sjx])
       run(f"decode {seconds:g} s", seconds,
           ["decode", sjx, os.path.join(tmp, "out.wav"), "--model-format"])
       if args.refine:
