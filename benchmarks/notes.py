@@ -40,13 +40,24 @@ NOTE_SECONDS = 0.1  # the length given to estimated notes: offsets are not score
 
 
 def read_labels(csv_path: str, sample_rate: int, seconds: float):
-  """(onsets_s, offsets_s, midi_notes) of the labelled notes starting before `seconds`."""
-  rows = np.genfromtxt(csv_path, delimiter=",", names=True, dtype=None, encoding="utf-8")
-  rows = np.atleast_1d(rows)
-  onsets = rows["start_time"].astype(np.float64) / sample_rate
-  offsets = rows["end_time"].astype(np.float64) / sample_rate
+  """(onsets_s, offsets_s, midi_notes) of the labelled notes starting before `seconds`.
+
+  Raises:
+    UserError: a file that is not MusicNet's label format, in one line.
+  """
+  try:
+    rows = np.atleast_1d(np.genfromtxt(csv_path, delimiter=",", names=True, dtype=None,
+                                       encoding="utf-8", invalid_raise=True))
+    onsets = rows["start_time"].astype(np.float64) / sample_rate
+    offsets = rows["end_time"].astype(np.float64) / sample_rate
+    notes = rows["note"].astype(np.float64)
+  except (ValueError, TypeError, KeyError, IndexError, OSError, UnicodeDecodeError) as e:
+    raise UserError(f"{csv_path}: not MusicNet's label format (start_time,end_time,instrument,"
+                    f"note,...; times in samples): {type(e).__name__}: {str(e)[:80]}") from None
+  if not (np.all(np.isfinite(onsets)) and np.all(np.isfinite(notes))):
+    raise UserError(f"{csv_path}: non-numeric start times or notes; fix or remove the file")
   keep = onsets < seconds if seconds > 0 else np.ones(len(onsets), bool)
-  return onsets[keep], offsets[keep], rows["note"].astype(np.float64)[keep]
+  return onsets[keep], offsets[keep], notes[keep]
 
 
 def merge_times(times_s, within_s: float = ONSET_WINDOW_S) -> np.ndarray:

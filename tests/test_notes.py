@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks import notes as bench
 from sparse_jax import notes
+from sparse_jax.errors import UserError
 
 SR = 22050
 
@@ -94,6 +95,10 @@ def test_benchmark_scores_match_mir_eval_by_hand(tmp_path):
   np.testing.assert_allclose(onsets, [0.0])
   np.testing.assert_allclose(offsets, [0.5])
   assert midi.tolist() == [60.0]
+  bad = tmp_path / "b.csv"
+  bad.write_text("hello,world\n1,2\n")
+  with pytest.raises(UserError, match="not MusicNet's label format"):
+    bench.read_labels(str(bad), 22050, seconds=1.5)
 
 
 @pytest.mark.slow
