@@ -283,10 +283,15 @@ def _fit_window(codec, out, start, n_in, n_audio, spec_FxN, padded_T, decoded_T,
     return _empty_window(codec, spec_FxN, start, n_audio, padded_T, decoded_T, resolutions)
   unit_KxT = codec.render(vectors_KxD, relative_K, np.ones(step_K.size, np.float32),
                          offsets_K).astype(np.float64)
-  specs_KxFxN = np.stack([metrics.stft_magnitude(u, codec.window, codec.hop) for u in unit_KxT])
+  # Filled in place (a stack of K spectrograms was a second copy of them), and the first halves
+  # made contiguous once for the fit and the pruning, which then reshape them without copying.
+  specs_KxFxN = np.empty((step_K.size,) + spec_FxN.shape, np.float64)
+  for spec, unit_T in zip(specs_KxFxN, unit_KxT):
+    spec[...] = metrics.stft_magnitude(unit_T, codec.window, codec.hop)
   target_FxH = spec_FxN[:, :half]
-  gains_K = gains_lib.fit_gains(target_FxH, specs_KxFxN[:, :, :half])
-  gains_K = gains_lib.prune(target_FxH, specs_KxFxN[:, :, :half], gains_K)
+  first_KxFxH = np.ascontiguousarray(specs_KxFxN[:, :, :half])
+  gains_K = gains_lib.fit_gains(target_FxH, first_KxFxH)
+  gains_K = gains_lib.prune(target_FxH, first_KxFxH, gains_K)
   a = start * codec.hop
   check = gains_lib.SafeScale(padded_T, decoded_T, gains_lib.mix(gains_K, unit_KxT), a, n_audio, resolutions)
   alpha = check.best_alpha()

@@ -52,7 +52,7 @@ def fit_gains(target_FxH: np.ndarray, specs_KxFxH: np.ndarray) -> np.ndarray:
   k = specs_KxFxH.shape[0]
   if k == 0:
     return np.zeros(0)
-  a_KxJ = specs_KxFxH.reshape(k, -1).astype(np.float64)
+  a_KxJ = np.asarray(specs_KxFxH, np.float64).reshape(k, -1)  # no copy when already float64
   b_J = target_FxH.reshape(-1).astype(np.float64)
   gram_KxK = np.einsum("km,jm->kj", a_KxJ, a_KxJ)
   rhs_K = np.einsum("km,m->k", a_KxJ, b_J)
@@ -82,7 +82,7 @@ def prune(target_FxH: np.ndarray, specs_KxFxH: np.ndarray, gains_K: np.ndarray) 
   k = gains_K.size
   if k == 0:
     return gains_K
-  a_KxJ = specs_KxFxH.reshape(k, -1).astype(np.float64)
+  a_KxJ = np.asarray(specs_KxFxH, np.float64).reshape(k, -1)
   residual_J = target_FxH.reshape(-1).astype(np.float64) - np.einsum("k,km->m", gains_K, a_KxJ)
   while True:
     live = np.flatnonzero(gains_K > 0)
