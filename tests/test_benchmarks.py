@@ -392,7 +392,7 @@ def test_promote_scores_both_models_and_keeps_a_ledger(tiny_workdir, tmp_path):
   generator.export_workdir(tiny_workdir, candidate)
   ledger = tmp_path / "leases.md"
   shipped_bytes = open(pretrained.MODEL_PATH, "rb").read()
-  assert promote.main([candidate, "--real", str(recordings), "--clips", "2", "--seconds", "1",
+  assert promote.main([candidate, "--real", str(recordings), "--clips", "1", "--seconds", "1",
                        "--ledger", str(ledger), "--apply", "--note", "test"]) == 0
   text = ledger.read_text()
   assert text.startswith(promote.LEDGER_HEAD) and text.count("| test |") == 1
