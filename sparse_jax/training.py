@@ -130,30 +130,32 @@ def past_deadline(started: float, stop_after_s: float | None) -> bool:
   return late
 
 
-def initial_generator(cfg, path: str, log=print):
-  """The generator parameters of a trained model (an exported `.npz` or a workdir), checked to
-  fit `cfg.model`: where a warm start (`train.py --init_from`) begins.
+def initial_generator(cfg, path: str):
+  """The generator parameters of a trained model (an exported `.npz` or a workdir, read as the
+  codec reads it), checked to fit `cfg.model`: where a warm start (`train.py --init_from`) begins.
+
+  Returns:
+    (g_params, the step they come from).
 
   Raises:
-    UserError: unreadable, or a model of other shapes (naming the config fields that differ).
+    UserError: missing, damaged, or a model of other shapes (naming the config fields that
+      differ).
   """
-  from sparse_jax import generator
-  if os.path.isdir(path):
-    source_cfg, _, g_params, _, step = checkpoint.restore_generator(path)
-  else:
-    source_cfg, _, g_params, _, step = generator.load(path)
+  from sparse_jax import api
+  if not os.path.exists(path):
+    raise UserError(f"--init_from {path}: no such file or folder; pass an exported .npz "
+                    "(sparse_jax/pretrained/model.npz is the shipped model) or a workdir")
+  source = api.load_codec(path)
   _, abstract = train_step.abstract_generator(cfg)
   shapes = lambda tree: {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf
                          in jax.tree_util.tree_leaves_with_path(tree)}
-  if shapes(abstract) != shapes(g_params):
-    mine, theirs = cfg.model.to_dict(), source_cfg.model.to_dict()
+  if shapes(abstract) != shapes(source.g_params):
+    mine, theirs = cfg.model.to_dict(), source.cfg.model.to_dict()
     differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
     raise UserError(f"--init_from {path}: its model has other shapes than this config's (model."
                     f"{', model.'.join(differ[:4]) or '?'} differ); pass the config it was "
                     "trained with (configs/pretrained.py for the shipped model)")
-  log(f"starting from the generator of {path} (its step {step}); the discriminator and both "
-      "optimisers start afresh")
-  return g_params
+  return source.g_params, source.step
 
 
 def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False,
@@ -172,9 +174,8 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False,
   """
   started = time.monotonic()
   config.validate(cfg)
-  if init_from is not None and not os.path.exists(init_from):
-    raise UserError(f"--init_from {init_from}: no such file or folder; pass an exported .npz "
-                    "(sparse_jax/pretrained/model.npz is the shipped model) or a workdir")
+  # Read and checked before any other work, so a bad model creates nothing in the workdir.
+  initial = None if init_from is None else initial_generator(cfg, init_from)
   n_dev = jax.device_count()
   if cfg.train.batch_size % n_dev:
     raise UserError(f"bad config value: train.batch_size={cfg.train.batch_size} is not a "
@@ -208,8 +209,10 @@ def train_and_evaluate(cfg, workdir: str, *, log=print, progress: bool = False,
       log(f"--init_from {init_from} ignored: {workdir} already holds checkpoints (resumed)")
   else:
     graphs, state = train_step.create_train_state(cfg)
-    if init_from is not None:
-      g_params = initial_generator(cfg, init_from, log)
+    if initial is not None:
+      g_params, source_step = initial
+      log(f"starting from the generator of {init_from} (its step {source_step}); the "
+          "discriminator and both optimisers start afresh")
       state = dataclasses.replace(state, g_params=jax.tree.map(
           lambda new, old: jnp.asarray(new, old.dtype), g_params, state.g_params))
       warm_start = True

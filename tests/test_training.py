@@ -397,6 +397,7 @@ def test_a_warm_start_begins_at_the_given_generator_and_trains_it(tiny_config, t
     training.train_and_evaluate(cfg, str(tmp_path / "other"), init_from=pretrained.MODEL_PATH)
   with pytest.raises(UserError, match="no such file or folder"):
     training.train_and_evaluate(cfg, str(tmp_path / "other"), init_from=str(tmp_path / "nope"))
+  assert not os.path.exists(tmp_path / "other")  # refused before anything is written
 
 
 def test_the_shipped_model_warm_starts_unchanged(tmp_path):
@@ -405,7 +406,7 @@ def test_the_shipped_model_warm_starts_unchanged(tmp_path):
   from configs import pretrained as pretrained_config
   from sparse_jax import generator, pretrained
   cfg = pretrained_config.get_config()
-  start = training.initial_generator(cfg, pretrained.MODEL_PATH, log=lambda *_: None)
+  start, _ = training.initial_generator(cfg, pretrained.MODEL_PATH)
   out = str(tmp_path / "again.npz")
   generator.save(out, cfg, start, bytes(16), step=0, dtype=np.float16)  # as the shipped file
   assert _same(generator.load(out)[2], generator.load(pretrained.MODEL_PATH)[2])
