@@ -33,14 +33,18 @@ OUT = os.path.join("benchmarks", "results", "codec_speed")
 
 def timed_process(argv, env) -> dict:
   """Wall seconds and peak RSS (bytes) of one command in a fresh process."""
-  start = time.perf_counter()
-  proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  _, status, usage = os.wait4(proc.pid, 0)
-  wall = time.perf_counter() - start
-  stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-  proc.returncode = os.waitstatus_to_exitcode(status)
-  if proc.returncode != 0:
-    raise UserError(f"{' '.join(argv[2:])} failed: {stderr.strip().splitlines()[-1:]}")
+  # Its stderr goes to a file, not a pipe that nobody reads while it runs (a full pipe would
+  # stop it).
+  with tempfile.TemporaryFile() as stderr:
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
+    if proc.returncode != 0:
+      stderr.seek(0)
+      said = stderr.read().decode(errors="replace").strip().splitlines()
+      raise UserError(f"{' '.join(argv[2:])} failed: {said[-1] if said else 'no message'}")
   return {"wall_s": wall, "peak_rss_bytes": usage.ru_maxrss * 1024}
 
 

@@ -23,7 +23,6 @@ import numpy as np
 from benchmarks import quality
 from sparse_jax.errors import UserError
 
-HEADLINE = (("explained", True), ("log_mel", False), ("visqol", True))
 LEDGER = os.path.join("docs", "leases.md")
 LEDGER_HEAD = """# Every candidate for the shipped model
 
@@ -44,17 +43,18 @@ def score(codec, clips, visqol: bool) -> dict:
     rows.append(quality.real_metrics(clip_T, decoded, codec.sample_rate,
                                      clip_T.size / codec.sample_rate if visqol else None))
   return {key: (float(np.mean([r[key] for r in rows])) if rows[0][key] is not None else None)
-          for key, _ in HEADLINE}
+          for key in quality.REAL_HEADLINE}
 
 
 def verdict(candidate: dict, shipped: dict) -> tuple[bool, str]:
   """(promote?, why): at least as good on every figure measured and better on one."""
   worse: list[str] = []
   better: list[str] = []
-  for key, higher in HEADLINE:
+  for key in quality.REAL_HEADLINE:
     if candidate[key] is None or shipped[key] is None:
       continue
-    delta = candidate[key] - shipped[key] if higher else shipped[key] - candidate[key]
+    delta = candidate[key] - shipped[key]
+    delta = delta if quality.HIGHER_IS_BETTER[key] else -delta
     (better if delta > 0 else worse if delta < 0 else []).append(key)
   if worse:
     return False, f"kept the shipped model: worse on {', '.join(worse)}"

@@ -62,11 +62,11 @@ class MultiHeadMLP(nnx.Module):
     # starts every head near silence; a likely cause of the collapse to silence it reports).
     self.ln_scale = nnx.Param(jnp.ones((cfg.mlp_blocks, n, m)))
     self.ln_bias = nnx.Param(jnp.zeros((cfg.mlp_blocks, n, m)))
-    # Drawn in the trunks' order (which fixes every head's initial values).
-    out_w = [(owner, head, nnx.Param(u(rngs.params(), (m, int(np.prod(shape))))))
-             for owner, head, shape in flat]
-    self.out_w = nnx.Dict({owner: nnx.Dict({h: w for o, h, w in out_w if o == owner})
-                           for owner in sizes})
+    # Drawn in the trunks' order, owner by owner (which fixes every head's initial values).
+    self.out_w = nnx.Dict({
+        owner: nnx.Dict({head: nnx.Param(u(rngs.params(), (m, int(np.prod(shape)))))
+                         for head, shape in heads.items()})
+        for owner, heads in sizes.items()})
     self.out_b = nnx.Dict({
         owner: nnx.Dict({head: nnx.Param(jnp.zeros((int(np.prod(shape)),)))
                          for head, shape in heads.items() if np.prod(shape) > 1})
