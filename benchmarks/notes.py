@@ -13,8 +13,9 @@ each clip (all with 0) are encoded (`api.encode`, plain) and scored:
       50 ms of each other merged) against the labelled onsets (a chord's notes: one onset);
   events_per_note   events kept (after the gain rule, before merging) per labelled note;
   note_f1           mir_eval.transcription (onset within 50 ms and pitch within 50 cents,
-      offsets ignored) of the events read as notes: each event's pitch from the event rendered
-      alone (`sparse_jax.notes`: pYIN), unpitched events left out;
+      offsets ignored) of the events read as notes: each event's pitch from the model's pitch
+      control where it has one (a `harmonic` block), else heard from the event rendered alone
+      (`sparse_jax.notes`: pYIN); unpitched events left out;
   grouped_*         the same after `notes.group` reads a run of same-pitch events as one note
       (what `sparse-jax midi` writes): a reading of the events, not fewer events.
 
@@ -251,7 +252,9 @@ def run(args) -> int:
   os.makedirs(args.out, exist_ok=True)
   result = {"model": args.workdir or "shipped", "labels": dirs, "seconds": args.seconds,
             "clips": len(pairs), "min_gain_share": args.min_gain_share, "encode": options,
-            "basic_pitch": bp_missing or "onnx", "overall": overall, "per_clip": per_clip}
+            "basic_pitch": bp_missing or "onnx",
+            "pitch_source": "pitch control" if codec.has_pitch_control else "pyin",
+            "overall": overall, "per_clip": per_clip}
   with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(result, f, indent=1)
   text = table({k: v for k, v in overall.items() if k != "notes"})

@@ -15,6 +15,8 @@ and declares
     controls(heads, tables, geo)       {control name: batched array}
     render(x, controls, consts, geo)   one event's signal from the previous block's; `consts` are
                                        this block's own constants
+    read_pitch(controls)               (MIDI note, sounded) of each event, for a block with a pitch
+                                       control (`Harmonic`); None for the others
 
 `geo` carries the shared sizes (window, hop, frames, bins, sample rate).  `model.chain` (default
 `DEFAULT_BLOCKS`) lists the chain, so adding a block is one class, `register`ed, one config
@@ -33,6 +35,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sparse_jax import rooms, signal, synth
 from sparse_jax.encoder import uniform_init
@@ -75,6 +78,12 @@ class Block:
   def constants(self, geo) -> dict:
     del geo
     return {}
+
+  def read_pitch(self, controls):
+    """A block with a pitch control returns (MIDI note (B,), sounded (B,)) from its batched
+    controls; the others return None (their events' pitch is heard: `notes.py`)."""
+    del controls
+    return None
 
 
 def _mix(weights_BxJ, table_RxQ):
@@ -181,6 +190,67 @@ class Resonance(Block):
 
 
 @dataclasses.dataclass(frozen=True)
+class Harmonic(Block):
+  """A pitched string: the input rings a harmonic comb at one equal-tempered pitch, shaped by a
+  spectral envelope (the timbre) and a decay, so that an event carries a note a musician reads.
+
+  Source and filter: the comb is a row of a constant bank (every harmonic of each of `n_pitches`
+  semitones from `lowest_midi`); the envelope is `n_bands` gains log-spaced in frequency; the
+  decay a 60 dB decay time between `shortest_decay_s` and `longest_decay_s`.  The pitch is a hard
+  choice (`synth.hard_choice`: one pitch forward, every pitch's softmax gradient backward): a
+  continuous f0 learns poorly from spectral losses (a partial one bin off has no gradient
+  towards the right bin), a choice among the bank's pitches learns like a lookup.  The event's
+  MIDI note is `read_pitch`.
+  """
+  lowest_midi: int                 # the bank's lowest pitch (MIDI note number)
+  n_pitches: int                   # semitones in the bank
+  n_bands: int                     # spectral-envelope gains (timbre)
+  shortest_decay_s: float          # 60 dB decay time range
+  longest_decay_s: float
+  name = "harmonic"
+
+  def heads(self):
+    return {"pitch": (self.n_pitches,), "timbre": (self.n_bands,), "decay": (1,),
+            "mixes": (2,)}
+
+  def constants(self, geo):
+    # Applied in the frequency domain at 2T, as the room: the ring is as long as the window.
+    midi_P = self.lowest_midi + np.arange(self.n_pitches)
+    combs_PxT = synth.harmonic_combs(midi_P, geo.n_samples, geo.sample_rate)
+    spectra = np.fft.rfft(combs_PxT.astype(np.float64), n=2 * geo.n_samples)
+    return {"combs_PxQ": spectra.astype(np.complex64),
+            "bands_MxQ": synth.band_interpolation(self.n_bands, geo.n_samples + 1,
+                                                  geo.sample_rate)}
+
+  def controls(self, heads, tables, geo):
+    del tables, geo
+    ratio = self.longest_decay_s / self.shortest_decay_s
+    return {"pitch_P": synth.hard_choice(heads["pitch"]),
+            "timbre_M": jax.nn.softplus(heads["timbre"]),
+            "decay_s": self.shortest_decay_s * ratio ** jax.nn.sigmoid(heads["decay"][:, 0]),
+            "mix_2": heads["mixes"]}
+
+  def render(self, x, controls, consts, geo):
+    dry_T, size = _to_window(x, geo), 2 * geo.n_samples
+    combs = consts["combs_PxQ"]
+    comb_Q = controls["pitch_P"].astype(combs.dtype) @ combs
+    envelope_Q = controls["timbre_M"] @ consts["bands_MxQ"]
+    ring_T = jnp.fft.irfft(jnp.fft.rfft(dry_T, n=size) * comb_Q * envelope_Q,
+                           n=size)[:geo.n_samples]
+    # 60 dB (a factor 1000, ln 1000 = 6.91) over decay_s seconds, from the event's start.
+    t_T = np.arange(geo.n_samples, dtype=np.float32) / geo.sample_rate
+    wet_T = ring_T * jnp.exp(-6.907755 * t_T / controls["decay_s"])
+    return synth.dry_wet(dry_T, wet_T, controls["mix_2"])
+
+  def read_pitch(self, controls):
+    """(MIDI note of each event, whether the event sounds it): the chosen pitch, sounded when
+    the block passes at least half its output through the comb."""
+    midi_B = self.lowest_midi + jnp.argmax(controls["pitch_P"], axis=-1)
+    sounding_B = jax.nn.softmax(controls["mix_2"], axis=-1)[:, 1] >= 0.5
+    return midi_B, sounding_B
+
+
+@dataclasses.dataclass(frozen=True)
 class Room(Block):
   """A mix of the fixed bank of room impulse responses (`rooms.py`; constants, not tables)."""
   n_rooms: int                     # synthetic room impulse responses (fixed, not trained)
@@ -211,7 +281,7 @@ class Room(Block):
 
 
 # The block classes `model.blocks` may name, by name.
-BLOCKS: dict = {block.name: block for block in (Attack, Resonance, Room)}
+BLOCKS: dict = {block.name: block for block in (Attack, Resonance, Harmonic, Room)}
 
 
 # The schedule's own names in the decoder's controls and heads (`decoder.py`): no block's.

@@ -26,6 +26,7 @@ LEGACY = {
     "model.vector_norm": "none",
     "loss.energy_objective": "sum",
     "loss.overshoot_weight": 1.0,
+    "loss.removal_knee": 0.0,
     "loss.start_ramp_frames": 0,
     "loss.trained_events": 0,
     "loss.diversity_weight": 0.0,
@@ -83,6 +84,14 @@ def defaults() -> ml_collections.ConfigDict:
   c.model.blocks.resonance.n_resonances = 4096   # rows of the FFT resonance table
   c.model.blocks.resonance.instr_expressivity = 4  # resonances mixed per event
   c.model.blocks.resonance.n_deformations = 256
+  # The pitched string (blocks.Harmonic), in no default chain: name it to use it, e.g.
+  # --config.model.chain="('attack', 'harmonic', 'room')".
+  c.model.blocks.harmonic = ml_collections.ConfigDict()
+  c.model.blocks.harmonic.lowest_midi = 28        # E1, the bass's lowest string
+  c.model.blocks.harmonic.n_pitches = 73          # semitones: E1 to E7
+  c.model.blocks.harmonic.n_bands = 16            # spectral-envelope gains (timbre)
+  c.model.blocks.harmonic.shortest_decay_s = 0.1  # 60 dB decay time range
+  c.model.blocks.harmonic.longest_decay_s = 8.0
   c.model.blocks.room = ml_collections.ConfigDict()
   c.model.blocks.room.n_rooms = 40               # synthetic room impulses (fixed, not trained)
   c.model.blocks.room.room_seed = 0
@@ -111,6 +120,10 @@ def defaults() -> ml_collections.ConfigDict:
   c.loss.energy_objective = "per_step"
   # With 'per_step': the price of a bin an event over-subtracts, relative to one it leaves (1: L1).
   c.loss.overshoot_weight = 1.0
+  # With 'per_step' and > 0: each bin's cost is compressed, knee * log(1 + |r| / knee) with the
+  # knee this fraction of the window's mean target magnitude (0: plain L1, the paper).  Loud low
+  # bins dominate a linear L1; a compressed cost values the quiet ones as a log spectrogram does.
+  c.loss.removal_knee = 0.0
   # Weight of the mean squared cosine between the batch's event vectors, in units of the
   # target's L1 (see train_step.py; 0: off, the paper).
   c.loss.diversity_weight = 0.3
@@ -150,14 +163,19 @@ def defaults() -> ml_collections.ConfigDict:
 
 def migrate(data: dict) -> dict:
   """A saved config (the dict of its JSON) in today's layout: the blocks' flat settings moved to
-  their sections (`model.chain` from the old `model.blocks` list, or the built-in chain), and
-  every `LEGACY` field it lacks filled in."""
+  their sections (`model.chain` from the old `model.blocks` list, or the built-in chain), the
+  sections of blocks added since, and every `LEGACY` field it lacks filled in."""
   data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
   model = data.setdefault("model", {})
   if not isinstance(model.get("blocks"), dict):  # saved before the blocks had sections
     model["chain"] = tuple(model.pop("blocks", None) or ("attack", "resonance", "room"))
     model["blocks"] = {name: {f: model.pop(f) for f in names if f in model}
                        for name, names in BLOCK_FIELDS.items()}
+  # A block added since (the harmonic block) gets its default section: unused unless the chain
+  # names it, and a saved chain can only name blocks whose sections it saved.
+  model["blocks"] = dict(model["blocks"])
+  for name, section in defaults().model.blocks.items():
+    model["blocks"].setdefault(name, section.to_dict())
   for path, value in LEGACY.items():
     section, field = path.split(".")
     data.setdefault(section, {}).setdefault(field, value)
@@ -213,6 +231,9 @@ def validate(cfg) -> None:
        "half's frames)"),
       (loss.overshoot_weight == 1.0 or (loss.overshoot_weight > 1.0 and per_step),
        f"loss.overshoot_weight={loss.overshoot_weight} must be >= 1, and above 1 only with "
+       "loss.energy_objective='per_step'"),
+      (loss.removal_knee == 0.0 or (loss.removal_knee > 0.0 and per_step),
+       f"loss.removal_knee={loss.removal_knee} must be >= 0, and above 0 only with "
        "loss.energy_objective='per_step'"),
       (0 <= m.exclusion_frames and (2 * m.exclusion_frames - 1) * (m.n_events - 1) < half,
        f"model.exclusion_frames={m.exclusion_frames} must be >= 0 and leave the last of "

@@ -132,6 +132,17 @@ class Decoder(nnx.Module):
       out["fine"] = jnp.zeros((b,), jnp.float32)
     return out
 
+  def pitches(self, vector_BxD):
+    """(MIDI note (B,), sounded (B,)) of each event, from the first block of the chain with a
+    pitch control (`Block.read_pitch`); None when no block has one."""
+    b = vector_BxD.shape[0]
+    controls = self.controls(vector_BxD, jnp.zeros((b,), jnp.int32), jnp.zeros((b,)))
+    for block in self.chain:
+      pitch = block.read_pitch(controls[block.name])
+      if pitch is not None:
+        return pitch
+    return None
+
   def __call__(self, vector_BxD, frame_B, gain_B, fine_B=None) -> tuple[jax.Array, jax.Array]:
     """Returns the scheduled audio (B, T) and the fine shift in samples (B,)."""
     controls = self.controls(vector_BxD, frame_B, gain_B, fine_B)

@@ -50,13 +50,14 @@ class Decomposition:
 def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
               keep_residuals: bool = False, n_events: int | None = None,
               target_spec_BxFxN: jax.Array | None = None,
-              overshoot_weight: float = 1.0) -> Decomposition:
+              overshoot_weight: float = 1.0, removal_knee: float = 0.0) -> Decomposition:
   """Runs the removal loop on magnitude spectrograms (B, F, N) of windows of cfg.n_samples.
 
   With `target_spec_BxFxN` (the loss's weighted target), it also scores each step against the
   target's residual at that step (`step_removal_BxE`); `overshoot_weight` > 1 prices the bins
   where an event takes away more than is left (the residual goes negative) that many times
-  (1: the L1 distance, the paper's measure).
+  (1: the L1 distance, the paper's measure); `removal_knee` > 0 compresses each bin's cost to
+  knee * log(1 + cost / knee), the knee that fraction of each window's mean target magnitude.
   """
   n_events = n_events or cfg.n_events
   half = Geometry.of(cfg).half
@@ -72,6 +73,12 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
     # No later event can fill a bin that an earlier one over-subtracted (events only add
     # magnitude), so an overshoot is priced above a shortfall, which a later event can remove.
     cost = lambda x: jnp.maximum(x, 0.0) + overshoot_weight * jnp.maximum(jnp.negative(x), 0.0)
+  if target_spec_BxFxN is not None and removal_knee > 0:
+    # Linear below the knee, logarithmic above: a bin 10x louder counts about 2.3x, not 10x.
+    knee_Bx1x1 = jax.lax.stop_gradient(
+        removal_knee * jnp.mean(jnp.abs(target_spec_BxFxN), axis=(1, 2), keepdims=True) + 1e-8)
+    linear_cost = cost
+    cost = lambda x: knee_Bx1x1 * jnp.log1p(linear_cost(x) / knee_Bx1x1)
 
   def step(carry, _):
     residual, spec_sum, target_residual, taken_BxH = carry

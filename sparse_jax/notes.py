@@ -1,9 +1,10 @@
 """Events read as notes: onset, pitch, loudness and length of each event, and a MIDI file of them.
 
 An event has a time, a gain and a vector; a musician reads notes.  This module reads each event
-as one: its onset is the event's start; its pitch is estimated from the event rendered alone
-(librosa's pYIN over its first `PITCH_SECONDS`: the shipped models have no pitch control, so the
-pitch is heard, not read from a parameter); its velocity maps the event's level relative to the
+as one: its onset is the event's start; its pitch is the one its model chose where the model has
+a pitch control (a `harmonic` block: `Codec.midi_pitches`), else estimated from the event
+rendered alone (librosa's pYIN over its first `PITCH_SECONDS`: the shipped model has no pitch
+control, so the pitch is heard, not read from a parameter); its velocity maps the event's level relative to the
 loudest event over `VELOCITY_RANGE_DB`; its length is how long the rendered event stays within
 `DECAY_DB` of its peak.  An event pYIN finds unvoiced (a noise burst, a click) is a percussion hit:
 in the MIDI file it goes to the General MIDI drum channel.
@@ -57,7 +58,8 @@ class Notes:
     onsets: start times in seconds.
     durations: seconds the rendered event stays within DECAY_DB of its peak (>= MIN_SECONDS).
     pitches_hz: estimated fundamental in Hz; NaN where the event is unpitched.
-    voicing: pYIN's mean voiced probability over the analysed start (0 to 1).
+    voicing: pYIN's mean voiced probability over the analysed start (0 to 1); 1 or 0 (sounded
+      or not) where the model chose the pitch.
     velocities: MIDI velocity (1 to 127) from the event's peak level.
     peaks: the rendered event's peak amplitude (with its gain).
   """
@@ -129,12 +131,18 @@ def read_notes(codec, events) -> Notes:
   # a batch at a time, so memory stays that of one batch however long the file.
   sr = events.sample_rate
   pitches, voicing, peaks, durations = (np.zeros(e) for _ in range(4))
+  # A model with a pitch control (a `harmonic` block) says each event's note: read, not heard.
+  chosen_midi = codec.midi_pitches(events.vectors)
   for lo in range(0, e, READ_BATCH):
     sl = slice(lo, min(lo + READ_BATCH, e))
     n = sl.stop - lo
     alone_BxT = codec.render(events.vectors[sl], np.zeros(n, np.int32), events.gains[sl],
                              np.zeros(n, np.float32))
-    pitches[sl], voicing[sl] = pitches_of(alone_BxT, sr)
+    if chosen_midi is None:
+      pitches[sl], voicing[sl] = pitches_of(alone_BxT, sr)
+    else:
+      pitches[sl] = 440.0 * 2.0 ** ((chosen_midi[sl] - 69.0) / 12.0)
+      voicing[sl] = np.isfinite(chosen_midi[sl])
     peaks[sl] = np.abs(alone_BxT).max(axis=1)
     durations[sl] = [decay_seconds(a, sr) for a in alone_BxT]
   loudest = peaks.max()

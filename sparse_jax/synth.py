@@ -101,3 +101,55 @@ def smooth_size(n: int) -> int:
     best = min(best, size)
     p3 *= 3
   return best
+
+
+def hard_choice(logits_xP: jax.Array) -> jax.Array:
+  """Forward: a one-hot at the argmax (height 1).  Backward: the softmax's gradient
+  (straight-through), so every option learns what choosing it would have done."""
+  soft = jax.nn.softmax(logits_xP, axis=-1)
+  hard = jax.nn.one_hot(jnp.argmax(logits_xP, axis=-1), logits_xP.shape[-1], dtype=soft.dtype)
+  return soft + jax.lax.stop_gradient(hard - soft)
+
+
+def midi_to_hz(midi):
+  """Equal temperament, A4 (MIDI 69) = 440 Hz."""
+  return 440.0 * 2.0 ** ((np.asarray(midi, np.float64) - 69.0) / 12.0)
+
+
+def harmonic_combs(midi_P, n_samples: int, sample_rate: int,
+                   top_hz_share: float = 0.45) -> np.ndarray:
+  """(P, n_samples) float32: per pitch, every harmonic below `top_hz_share` * sample_rate, equal
+  amplitudes, sine phase, unit L2 norm (the harmonic block's envelope gives them their timbre).
+
+  A sum of K sines is the closed form sin(K x / 2) sin((K + 1) x / 2) / sin(x / 2), x the
+  fundamental's phase: one pass per pitch, however many harmonics (hundreds for a low note).
+  """
+  t = np.arange(n_samples, dtype=np.float64)
+  out = np.zeros((len(midi_P), n_samples), np.float64)
+  for row, hz in enumerate(midi_to_hz(midi_P)):
+    k = max(1, int(np.floor(top_hz_share * sample_rate / hz)))
+    half = np.mod(2 * np.pi * hz * t / sample_rate, 2 * np.pi) / 2
+    num, den = np.sin(k * half) * np.sin((k + 1) * half), np.sin(half)
+    # At x = 0 (mod 2 pi) every sine is 0: so is the limit of the closed form.
+    comb = np.divide(num, den, out=np.zeros_like(num), where=np.abs(den) > 1e-12)
+    out[row] = comb / max(np.linalg.norm(comb), 1e-30)
+  return out.astype(np.float32)
+
+
+def band_interpolation(n_bands: int, n_bins: int, sample_rate: int,
+                       lowest_hz: float = 40.0) -> np.ndarray:
+  """(n_bands, n_bins) float32: weights that turn n_bands gains, at centres log-spaced from
+  `lowest_hz` to Nyquist, into a gain per rfft bin (linear in log frequency between centres, flat
+  beyond the ends; each bin's weights sum to one), a smooth spectral envelope."""
+  centres = np.geomspace(lowest_hz, sample_rate / 2, n_bands)
+  bins_hz = np.linspace(0.0, sample_rate / 2, n_bins)
+  position = np.interp(np.log(np.maximum(bins_hz, lowest_hz)), np.log(centres),
+                       np.arange(n_bands, dtype=np.float64))
+  below = np.floor(position).astype(np.int64)
+  above = np.minimum(below + 1, n_bands - 1)
+  frac = position - below
+  weights = np.zeros((n_bands, n_bins), np.float64)
+  cols = np.arange(n_bins)
+  np.add.at(weights, (below, cols), 1 - frac)
+  np.add.at(weights, (above, cols), frac)
+  return weights.astype(np.float32)

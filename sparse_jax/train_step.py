@@ -127,6 +127,7 @@ def generator_forward(graphs: Graphs, g_params, d_params, batch_BxT, rng, cfg):
   per_step = cfg.loss.energy_objective == "per_step"
   dec = encode_audio(model, batch_BxT, cfg.model, target_spec_BxFxN=target if per_step else None,
                      overshoot_weight=cfg.loss.overshoot_weight,
+                     removal_knee=cfg.loss.removal_knee,
                      n_events=cfg.loss.trained_events or None)
   # Both objectives have the same value; they differ in what each event's gradient sees.
   energy = (dec.step_removal_BxE.sum() if dec.step_removal_BxE is not None

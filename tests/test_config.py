@@ -56,8 +56,8 @@ def test_a_config_of_the_flat_layout_migrates_to_todays():
   flat = {s: (dict(v) if isinstance(v, dict) else v) for s, v in today.items()}
   model = flat["model"] = dict(today["model"])
   model["blocks"] = list(model.pop("chain"))
-  for section in today["model"]["blocks"].values():
-    model.update(section)
+  for name in config.BLOCK_FIELDS:  # the blocks of those days (the harmonic block came later)
+    model.update(today["model"]["blocks"][name])
   assert _saved(config.from_dict(flat)) == today
 
 

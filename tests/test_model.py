@@ -155,12 +155,25 @@ def test_overshoot_weight_prices_over_subtracted_bins(tiny, batch):
   m = cfg.model
   target = losses.weighted_target_spec(batch[:2], m, cfg.loss.ramp_exponent)
 
-  @functools.partial(jax.jit, static_argnums=1)
-  def run(g_params, w):
+  @functools.partial(jax.jit, static_argnums=(1, 2))
+  def run(g_params, w, knee=0.0):
     model = train_step.merge_generator(graphs, g_params)
-    return encode_audio(model, batch[:2], m, target_spec_BxFxN=target, overshoot_weight=w)
+    return encode_audio(model, batch[:2], m, target_spec_BxFxN=target, overshoot_weight=w,
+                        removal_knee=knee)
 
   plain, priced = run(state.g_params, 1.0), run(state.g_params, 3.0)
+  # The compressed cost (loss.removal_knee): knee * log(1 + |r| / knee) per bin, the knee 0.5 x
+  # each window's mean target magnitude.
+  compressed = run(state.g_params, 1.0, 0.5)
+  np.testing.assert_array_equal(plain.frames_BxE, compressed.frames_BxE)
+  knee = 0.5 * np.abs(np.asarray(target, np.float64)).mean((1, 2))[:, None, None]
+  r = np.asarray(target, np.float64)
+  specs = np.asarray(signal.stft_magnitude(compressed.events_BxExT, m.window, m.hop), np.float64)
+  for j in range(m.n_events):
+    log_cost = lambda x: (knee * np.log1p(np.abs(x) / knee)).sum((1, 2))
+    np.testing.assert_allclose(compressed.step_removal_BxE[:, j],
+                               log_cost(r - specs[:, j]) - log_cost(r), rtol=1e-3, atol=1e-3)
+    r = r - specs[:, j]
   np.testing.assert_array_equal(plain.frames_BxE, priced.frames_BxE)  # the same events
   event_specs = np.asarray(signal.stft_magnitude(priced.events_BxExT, m.window, m.hop), np.float64)
   cost = lambda x: np.maximum(x, 0) + 3.0 * np.maximum(-x, 0)

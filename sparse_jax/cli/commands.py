@@ -11,7 +11,8 @@ commands on their own (tests, scripts).  Usage:
          [--ignore-model-id] [--max-seconds S] [--force]
   decode DIR OUTDIR [--workdir DIR]                a tree of .sjx files -> the same tree of .wav
   edit IN.sjx OUT.sjx [--random-vectors] [--random-times] [--perturb SCALE] [--drop I,J,...]
-       [--drop-range T0:T1] [--shift SECONDS] [--scale-gains F] [--seed S]
+       [--drop-range T0:T1] [--shift SECONDS] [--scale-gains F] [--seed S] [--keep I,J,...]
+       [--transpose SEMITONES --model MODEL]
        [--export-json F.json] [--import-json F.json] [--bits 8|16] [--max-seconds S] [--force]
   info IN.sjx [--json] [--max-seconds S]
   report IN.wav [--workdir DIR] --out REPORT_DIR [--seed S] [--max-seconds X] [--refine N] [--force]
@@ -545,6 +546,13 @@ def cmd_edit(args):
     if args.perturb is not None:
       events = _edit_step(f"--perturb {args.perturb:g}", edit.perturb, events, args.perturb, rng)
       done.append(f"perturbed by {args.perturb}")
+    if args.transpose is not None:
+      from sparse_jax.codec import transpose
+      events, moved = transpose.transpose(load_codec(args.workdir), events, args.transpose,
+                                          bits=bits)
+      done.append(f"{moved['moved']} of {moved['pitched']} pitched events transposed by "
+                  f"{args.transpose:+d} semitones ({moved['out_of_range']} would leave the "
+                  f"model's pitches, {moved['missed']} found no vector at the new pitch)")
   except ValueError as e:
     raise UserError(f"edit {args.input}: {e}") from None
   if args.export_json:
@@ -778,6 +786,10 @@ def register(subparsers, info_name: str = "info"):
                  help="move every event in time (events moved outside the file are dropped)")
   p.add_argument("--scale-gains", type=float, default=None, metavar="F",
                  help="multiply every gain by F")
+  p.add_argument("--transpose", type=int, default=None, metavar="SEMITONES",
+                 help="move every pitched event by this many semitones, time and timbre kept "
+                      "(a model with a pitch control: --model)")
+  _add_model(p, "the model that encoded the file (read by --transpose only)")
   p.add_argument("--seed", type=int, default=0, help="seed of the random edits")
   p.add_argument("--export-json", default=None, metavar="F.json",
                  help="also write the edited events as an editable JSON table")
@@ -789,8 +801,9 @@ def register(subparsers, info_name: str = "info"):
   _add_force(p)
   p.set_defaults(fn=cmd_edit)
 
-  p = subparsers.add_parser("midi", help=".sjx events -> a MIDI file of notes (pitch heard from "
-                                         "each event alone, velocity from its level)")
+  p = subparsers.add_parser("midi", help=".sjx events -> a MIDI file of notes (pitch from the "
+                                         "model's pitch control or heard from each event "
+                                         "alone, velocity from its level)")
   p.add_argument("input", help="the .sjx file (- for standard input)")
   p.add_argument("output", help="the .mid file to write")
   _add_model(p, "the model that encoded the file")

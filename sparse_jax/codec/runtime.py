@@ -103,6 +103,16 @@ def _make_render_fn(graphs):
   return jax.jit(fn)
 
 
+def _make_pitch_fn(graphs):
+  """The jitted pitch reading: (params, consts, vectors) -> (MIDI (B,), sounded (B,)) or None."""
+
+  def fn(g_params, g_consts, vectors_BxD):
+    model = nnx.merge(graphs.g_graph, g_params, g_consts)
+    return model.decoder.pitches(vectors_BxD)
+
+  return jax.jit(fn)
+
+
 class Codec:
   """A trained generator used as a codec: `encode(audio) -> EventSet`, `decode(EventSet) -> audio`.
 
@@ -174,6 +184,8 @@ class Codec:
     if fn is None:
       if kind == "window":
         fn = _make_window_fn(self.graphs, self.cfg, *static)
+      elif kind == "pitch":
+        fn = _make_pitch_fn(self.graphs)
       else:
         fn = _make_render_fn(self.graphs)
       _JIT_CACHE[key] = fn
@@ -206,6 +218,30 @@ class Codec:
       s = np.concatenate([args[3].astype(np.float32), np.zeros(pad, np.float32)])
       audio = fn(self.g_params, self.graphs.g_consts, v, f, g, s)
       out[lo:hi] = np.asarray(audio)[:hi - lo]
+    return out
+
+  @property
+  def has_pitch_control(self) -> bool:
+    """Whether a block of the model's chain chooses each event's pitch (`blocks.Harmonic`)."""
+    from sparse_jax import blocks
+    return any(type(b).read_pitch is not blocks.Block.read_pitch
+               for b in blocks.chain(self.cfg.model))
+
+  def midi_pitches(self, vectors_ExD) -> np.ndarray | None:
+    """The MIDI note each event's pitch control chose (float; NaN where the event does not sound
+    it), or None for a model without a pitch control."""
+    if not self.has_pitch_control:
+      return None
+    vectors_ExD = np.asarray(vectors_ExD, np.float32).reshape(-1, self.event_dim)
+    out = np.full(len(vectors_ExD), np.nan)
+    fn = self._cached("pitch")
+    for lo in range(0, len(vectors_ExD), RENDER_BATCH):
+      batch = vectors_ExD[lo:lo + RENDER_BATCH]
+      padded = np.concatenate([batch, np.zeros((RENDER_BATCH - len(batch), self.event_dim),
+                                               np.float32)])
+      midi, sounded = (np.asarray(a)[:len(batch)]
+                       for a in fn(self.g_params, self.graphs.g_consts, padded))
+      out[lo:lo + len(batch)] = np.where(sounded, midi, np.nan)
     return out
 
   # --------------------------------------------------------------------------------------------
