@@ -204,6 +204,7 @@ class Harmonic(Block):
   """
   lowest_midi: int                 # the bank's lowest pitch (MIDI note number)
   n_pitches: int                   # semitones in the bank
+  n_harmonics: int                 # harmonics per pitch (0: every one below 0.45 x the rate)
   n_bands: int                     # spectral-envelope gains (timbre)
   shortest_decay_s: float          # 60 dB decay time range
   longest_decay_s: float
@@ -216,7 +217,7 @@ class Harmonic(Block):
   def constants(self, geo):
     # Applied in the frequency domain at 2T, as the room: the ring is as long as the window.
     midi_P = self.lowest_midi + np.arange(self.n_pitches)
-    combs_PxT = synth.harmonic_combs(midi_P, geo.n_samples, geo.sample_rate)
+    combs_PxT = synth.harmonic_combs(midi_P, geo.n_samples, geo.sample_rate, self.n_harmonics)
     spectra = np.fft.rfft(combs_PxT.astype(np.float64), n=2 * geo.n_samples)
     return {"combs_PxQ": spectra.astype(np.complex64),
             "bands_MxQ": synth.band_interpolation(self.n_bands, geo.n_samples + 1,

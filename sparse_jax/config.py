@@ -35,6 +35,9 @@ LEGACY = {
     "data.augment": False,
 }
 # The built-in blocks' settings, which sat flat in `model` before each block had its section.
+# Block settings added after a block first shipped, with the value the code used before them.
+BLOCK_LEGACY = {"harmonic": {"n_harmonics": 0}}
+
 BLOCK_FIELDS = {
     "attack": ("n_envelopes", "envelope_spikes", "envelope_points", "attack_samples",
                "n_noise_filters", "noise_filter_samples", "noise_expressivity",
@@ -89,6 +92,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.model.blocks.harmonic = ml_collections.ConfigDict()
   c.model.blocks.harmonic.lowest_midi = 28        # E1, the bass's lowest string
   c.model.blocks.harmonic.n_pitches = 73          # semitones: E1 to E7
+  c.model.blocks.harmonic.n_harmonics = 0         # harmonics per pitch (0: all below 0.45 sr)
   c.model.blocks.harmonic.n_bands = 16            # spectral-envelope gains (timbre)
   c.model.blocks.harmonic.shortest_decay_s = 0.1  # 60 dB decay time range
   c.model.blocks.harmonic.longest_decay_s = 8.0
@@ -176,6 +180,8 @@ def migrate(data: dict) -> dict:
   model["blocks"] = dict(model["blocks"])
   for name, section in defaults().model.blocks.items():
     model["blocks"].setdefault(name, section.to_dict())
+  for name, fields in BLOCK_LEGACY.items():
+    model["blocks"][name] = {**fields, **model["blocks"][name]}
   for path, value in LEGACY.items():
     section, field = path.split(".")
     data.setdefault(section, {}).setdefault(field, value)

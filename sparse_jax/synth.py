@@ -116,10 +116,11 @@ def midi_to_hz(midi):
   return 440.0 * 2.0 ** ((np.asarray(midi, np.float64) - 69.0) / 12.0)
 
 
-def harmonic_combs(midi_P, n_samples: int, sample_rate: int,
+def harmonic_combs(midi_P, n_samples: int, sample_rate: int, max_harmonics: int = 0,
                    top_hz_share: float = 0.45) -> np.ndarray:
-  """(P, n_samples) float32: per pitch, every harmonic below `top_hz_share` * sample_rate, equal
-  amplitudes, sine phase, unit L2 norm (the harmonic block's envelope gives them their timbre).
+  """(P, n_samples) float32: per pitch, its first `max_harmonics` harmonics (0: all) below
+  `top_hz_share` * sample_rate, equal amplitudes, sine phase, unit L2 norm (the harmonic block's
+  envelope gives them their timbre).
 
   A sum of K sines is the closed form sin(K x / 2) sin((K + 1) x / 2) / sin(x / 2), x the
   fundamental's phase: one pass per pitch, however many harmonics (hundreds for a low note).
@@ -128,6 +129,7 @@ def harmonic_combs(midi_P, n_samples: int, sample_rate: int,
   out = np.zeros((len(midi_P), n_samples), np.float64)
   for row, hz in enumerate(midi_to_hz(midi_P)):
     k = max(1, int(np.floor(top_hz_share * sample_rate / hz)))
+    k = min(k, max_harmonics) if max_harmonics > 0 else k
     half = np.mod(2 * np.pi * hz * t / sample_rate, 2 * np.pi) / 2
     num, den = np.sin(k * half) * np.sin((k + 1) * half), np.sin(half)
     # At x = 0 (mod 2 pi) every sine is 0: so is the limit of the closed form.

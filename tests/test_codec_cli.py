@@ -171,6 +171,12 @@ def test_edit_commands(capsys, encoded, tmp_path):
   kept = np.sort(events.frames[late] + 2)
   np.testing.assert_array_equal(s.frames, kept[kept <= events.max_frame])
 
+  # A model with no pitch control cannot transpose: one line, and no file.
+  code, _, err = run(capsys, "edit", sjx_path, tmp_path / "t.sjx", "--transpose", "2",
+                     "--model", codec_fixtures.tiny_workdir())
+  assert code != 0 and "no pitch control" in err and len(err.strip().splitlines()) == 1
+  assert not (tmp_path / "t.sjx").exists()
+
 
 # ------------------------------------------------------------------------------------------------
 # Bad input: one line on stderr, exit 2, no output file.

@@ -12,7 +12,7 @@ from sparse_jax.decoder import Decoder
 from sparse_jax.geometry import Geometry
 
 GEO = Geometry(n_samples=2**14, window=512, hop=128, sample_rate=22050)
-BLOCK = blocks.Harmonic(lowest_midi=28, n_pitches=73, n_bands=16, shortest_decay_s=0.1,
+BLOCK = blocks.Harmonic(lowest_midi=28, n_pitches=73, n_harmonics=0, n_bands=16, shortest_decay_s=0.1,
                         longest_decay_s=8.0)
 
 
@@ -23,6 +23,11 @@ def test_combs_are_the_sum_of_every_harmonic_below_045_of_the_rate():
     hz = 440 * 2 ** ((midi - 69) / 12)
     direct = sum(np.sin(2 * np.pi * k * hz * t / sr) for k in range(1, int(0.45 * sr / hz) + 1))
     np.testing.assert_allclose(combs[row], direct / np.linalg.norm(direct), atol=1e-6)
+  # Capped: the first 5 harmonics only.
+  hz = 440 * 2 ** ((40 - 69) / 12)
+  direct = sum(np.sin(2 * np.pi * k * hz * t / sr) for k in range(1, 6))
+  np.testing.assert_allclose(synth.harmonic_combs([40], 3000, sr, max_harmonics=5)[0],
+                             direct / np.linalg.norm(direct), atol=1e-6)
 
 
 def test_band_weights_interpolate_between_log_spaced_centres():
@@ -101,8 +106,9 @@ def test_the_decoder_reads_the_chosen_pitch_and_a_pitchless_chain_has_none():
   assert Decoder(musicnet.get_config("tiny").model, nnx.Rngs(0)).pitches(vectors) is None
 
 
-def test_transpose_moves_the_chosen_pitch_and_keeps_the_other_controls(tmp_path):
+def test_transpose_moves_the_chosen_pitch_and_keeps_times_and_gains(tmp_path):
   import codec_fixtures
+
   from sparse_jax.codec import events as events_lib
   from sparse_jax.codec import runtime, transpose
   cfg = musicnet.get_config("tiny")
