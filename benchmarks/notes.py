@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 
+from benchmarks import one_line_errors
 from sparse_jax.errors import UserError
 
 ONSET_WINDOW_S = 0.05
@@ -211,11 +212,7 @@ def main(argv=None) -> int:
                  help="stop a window's events once this share of its energy is left")
   p.add_argument("--no-anchors", action="store_true", help="leave out librosa and basic-pitch")
   args = p.parse_args(argv)
-  try:
-    return run(args)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  return one_line_errors(run, args)
 
 
 def run(args) -> int:

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from benchmarks import quality
+from benchmarks import one_line_errors, quality
 from sparse_jax.errors import UserError
 
 LEDGER = os.path.join("docs", "leases.md")
@@ -82,11 +82,7 @@ def main(argv=None) -> int:
   p.add_argument("--note", default="", help="words for the ledger's row (the lease, the data)")
   p.add_argument("--ledger", default=LEDGER, help=f"the table a row is added to ({LEDGER})")
   args = p.parse_args(argv)
-  try:
-    return run(args)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  return one_line_errors(run, args)
 
 
 def run(args) -> int:

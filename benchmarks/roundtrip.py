@@ -16,6 +16,7 @@ import tempfile
 import numpy as np
 import soundfile as sf
 
+from benchmarks import one_line_errors
 from sparse_jax import files
 from sparse_jax.audio_io import AUDIO_FILE
 from sparse_jax.errors import UserError
@@ -35,11 +36,7 @@ def main(argv=None) -> int:
   parser.add_argument("--model", default=None, help="default: the shipped model")
   parser.add_argument("--out", default=None, help="folder for the outputs (default: temporary)")
   args = parser.parse_args(argv)
-  try:
-    return _run(args)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  return one_line_errors(_run, args)
 
 
 def _encode(song: str, path: str, extra: list) -> None:

@@ -25,6 +25,7 @@ import sys
 
 import numpy as np
 
+from benchmarks import one_line_errors
 from sparse_jax.errors import UserError
 
 
@@ -71,11 +72,7 @@ def main(argv=None) -> int:
   p.add_argument("--seconds", type=float, default=8.0)
   p.add_argument("--out", default="benchmarks/results/transpose")
   args = p.parse_args(argv)
-  try:
-    return run(args)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  return one_line_errors(run, args)
 
 
 def run(args) -> int:
