@@ -298,6 +298,11 @@ def register(block_class) -> None:
   BLOCKS[name] = block_class
 
 
+def pitch_block(chain):
+  """The first block of `chain` with a pitch control (one that overrides `read_pitch`), or None."""
+  return next((b for b in chain if type(b).read_pitch is not Block.read_pitch), None)
+
+
 def chain_of(names, sections) -> tuple:
   """The blocks `names` (checked: known, the attack first, each once), each made from its section
   of `sections` ({block name: its settings})."""

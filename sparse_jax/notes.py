@@ -4,8 +4,8 @@ An event has a time, a gain and a vector; a musician reads notes.  This module r
 as one: its onset is the event's start; its pitch is the one its model chose where the model has
 a pitch control (a `harmonic` block: `Codec.midi_pitches`), else estimated from the event
 rendered alone (librosa's pYIN over its first `PITCH_SECONDS`: the shipped model has no pitch
-control, so the pitch is heard, not read from a parameter); its velocity maps the event's level relative to the
-loudest event over `VELOCITY_RANGE_DB`; its length is how long the rendered event stays within
+control, so the pitch is heard, not read from a parameter); its velocity maps the event's level
+relative to the loudest event over `VELOCITY_RANGE_DB`; its length is how long the rendered event stays within
 `DECAY_DB` of its peak.  An event pYIN finds unvoiced (a noise burst, a click) is a percussion hit:
 in the MIDI file it goes to the General MIDI drum channel.
 
@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from sparse_jax import synth
 from sparse_jax.errors import UserError
 
 PITCH_SECONDS = 0.5          # the start of the event that its pitch is estimated from
@@ -141,7 +142,7 @@ def read_notes(codec, events) -> Notes:
     if chosen_midi is None:
       pitches[sl], voicing[sl] = pitches_of(alone_BxT, sr)
     else:
-      pitches[sl] = 440.0 * 2.0 ** ((chosen_midi[sl] - 69.0) / 12.0)
+      pitches[sl] = synth.midi_to_hz(chosen_midi[sl])
       voicing[sl] = np.isfinite(chosen_midi[sl])
     peaks[sl] = np.abs(alone_BxT).max(axis=1)
     durations[sl] = [decay_seconds(a, sr) for a in alone_BxT]

@@ -224,8 +224,7 @@ class Codec:
   def has_pitch_control(self) -> bool:
     """Whether a block of the model's chain chooses each event's pitch (`blocks.Harmonic`)."""
     from sparse_jax import blocks
-    return any(type(b).read_pitch is not blocks.Block.read_pitch
-               for b in blocks.chain(self.cfg.model))
+    return blocks.pitch_block(blocks.chain(self.cfg.model)) is not None
 
   def midi_pitches(self, vectors_ExD) -> np.ndarray | None:
     """The MIDI note each event's pitch control chose (float; NaN where the event does not sound

@@ -27,9 +27,9 @@ KEEP_WEIGHT = 1.0      # weight of the other heads' relative change against the 
 
 
 def _pitch_block(codec):
-  for block in blocks.chain(codec.cfg.model):
-    if type(block).read_pitch is not blocks.Block.read_pitch:
-      return block
+  block = blocks.pitch_block(blocks.chain(codec.cfg.model))
+  if block is not None:
+    return block
   raise UserError("this model has no pitch control (no 'harmonic' block in its chain), so its "
                   "events cannot be transposed; encode with a model trained with one "
                   "(docs/notes.md)")
