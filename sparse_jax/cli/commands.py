@@ -787,8 +787,8 @@ def register(subparsers, info_name: str = "info"):
   p.add_argument("--scale-gains", type=float, default=None, metavar="F",
                  help="multiply every gain by F")
   p.add_argument("--transpose", type=int, default=None, metavar="SEMITONES",
-                 help="move every pitched event by this many semitones, time and timbre kept "
-                      "(a model with a pitch control: --model)")
+                 help="move every pitched event by this many semitones, time and gain kept "
+                      "(the timbre may change; a model with a pitch control: --model)")
   _add_model(p, "the model that encoded the file (read by --transpose only)")
   p.add_argument("--seed", type=int, default=0, help="seed of the random edits")
   p.add_argument("--export-json", default=None, metavar="F.json",

@@ -4,7 +4,9 @@ An event is a vector; a model with a pitch control (a `harmonic` block) chooses 
 from it (`Codec.midi_pitches`).  To move an event by some semitones, its vector is moved: a search
 from the old vector for one whose pitch head chooses the new note while every other head of the
 decoder (the attack, the timbre, the decay, the room, the fine offset) keeps its output, so the
-event keeps its time, its gain and, as near as the vector space allows, its sound.  The search is
+event keeps its time, its gain and, as near as the vector space allows, its sound (measured on a
+quickstart-size model, not near: the other heads move 2-3x the distance to the nearest other
+event; `benchmarks/transpose.py`, docs/notes.md).  The search is
 Adam on a cross-entropy towards the new pitch plus the other heads' relative squared change,
 stopped per event once the new pitch wins by a margin (`MARGIN` in logits), then the vector is
 snapped to the file's grid and its pitch read again: an event whose snapped vector does not
@@ -24,6 +26,7 @@ STEPS = 400            # Adam steps of the search (all events at once)
 LEARNING_RATE = 0.05
 MARGIN = 2.0           # logits by which the new pitch must beat every other once found
 KEEP_WEIGHT = 1.0      # weight of the other heads' relative change against the cross-entropy
+SEARCH_BATCH = 256     # events searched at once: memory that of one batch, however long the file
 
 
 def _pitch_block(codec):
@@ -114,15 +117,19 @@ def transpose(codec, events, semitones: int, indices=None, bits: int | None = 8)
   if semitones == 0 or todo.size == 0:
     return events, report
   vectors = np.array(events.vectors, np.float32)
-  # Padded to a power of two (at least 8): a handful of compiled sizes, whatever the count.
-  size = max(8, 1 << int(np.ceil(np.log2(todo.size))))
-  start_BxD = np.zeros((size, vectors.shape[1]), np.float32)
-  start_BxD[:todo.size] = vectors[todo]
-  target_B = np.zeros(size, np.int32)
-  target_B[:todo.size] = target_E[todo] - block.lowest_midi
   search = _search_fn(codec, block.name)
-  found = np.asarray(search(codec.g_params, codec.graphs.g_consts, jnp.asarray(start_BxD),
-                            jnp.asarray(target_B)))[:todo.size]
+  found = np.empty((todo.size, vectors.shape[1]), np.float32)
+  for lo in range(0, todo.size, SEARCH_BATCH):
+    part = todo[lo:lo + SEARCH_BATCH]
+    # Padded to a power of two (8 to SEARCH_BATCH): a handful of compiled sizes.
+    size = max(8, 1 << int(np.ceil(np.log2(part.size))))
+    start_BxD = np.zeros((size, vectors.shape[1]), np.float32)
+    start_BxD[:part.size] = vectors[part]
+    target_B = np.zeros(size, np.int32)
+    target_B[:part.size] = target_E[part] - block.lowest_midi
+    found[lo:lo + part.size] = np.asarray(search(
+        codec.g_params, codec.graphs.g_consts, jnp.asarray(start_BxD),
+        jnp.asarray(target_B)))[:part.size]
   found, _ = sjx.snap_to_file(found, np.zeros(todo.size, np.float32), events.hop, bits)
   landed = codec.midi_pitches(found) == target_E[todo]
   vectors[todo[landed]] = found[landed]
