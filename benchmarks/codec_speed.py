@@ -6,12 +6,13 @@ r"""Speed of the codec as a user runs it: `sparse-jax encode` and `decode` in fr
 The input (any recording; looped to length, mono at the model's rate) is cut to each length of
 `--seconds`.  For each length, `sparse-jax encode` runs twice in new processes that share one
 compilation cache (`SPARSE_JAX_CACHE`, a temporary folder, empty at the start): the very first
-run compiles and fills it, every later one finds it (what a user's second invocation sees).  Then `decode` of
-the file, and with `--refine` an `encode --refine 20`.  Each row: wall seconds, seconds per second
-of audio, and peak resident memory of the process (`wait4`'s ru_maxrss).  "start" is a 1 s file
-encoded by a process that finds the cache warm: the fixed cost of an invocation (import, model
-load, cached programs) before the audio's own work.  Beside them, in this process: Opus 6 kbit/s
-(encode and decode through libsndfile) and matching pursuit at 3 kbit/s, on the first length.
+run compiles and fills it, every later one finds it (what a user's second invocation sees).  Then
+`decode` of the file, and with `--refine` an `encode --refine 20`.  Each row: wall seconds,
+seconds per second of audio, and peak resident memory of the process (`wait4`'s ru_maxrss).
+"start" is a 1 s file encoded by a process that finds the cache warm: the fixed cost of an
+invocation (import, model load, cached programs) before the audio's own work.  Beside them, in
+this process: Opus 6 kbit/s (encode and decode through libsndfile) and matching pursuit at 3
+kbit/s, on the first length.
 
 Writes benchmarks/results/codec_speed.json and .md and prints the table.
 """

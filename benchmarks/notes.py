@@ -144,7 +144,7 @@ def score_basic_pitch(model, audio, sr, labels) -> dict:
 
   from basic_pitch.inference import predict
 
-  from sparse_jax import audio_io
+  from sparse_jax import audio_io, synth
   onsets, offsets, midi = labels
   with tempfile.TemporaryDirectory() as folder:  # basic-pitch reads a file: the scored part
     path = os.path.join(folder, "clip.wav")
@@ -153,7 +153,7 @@ def score_basic_pitch(model, audio, sr, labels) -> dict:
       _, _, note_events = predict(path, model)
   est = [(float(s), float(p)) for s, _, p, *_ in note_events]
   est_onsets = np.array([s for s, _ in est])
-  est_hz = 440.0 * 2 ** ((np.array([p for _, p in est]) - 69) / 12)
+  est_hz = synth.midi_to_hz([p for _, p in est])
   out = onset_scores(onsets, est_onsets)
   out["events_per_note"] = len(est) / max(len(onsets), 1)
   out["note_f1"] = note_f1(onsets, offsets, midi, est_onsets, est_hz)

@@ -34,10 +34,10 @@ LEGACY = {
     "optim.final_lr_fraction": 0.1,
     "data.augment": False,
 }
-# The built-in blocks' settings, which sat flat in `model` before each block had its section.
 # Block settings added after a block first shipped, with the value the code used before them.
 BLOCK_LEGACY = {"harmonic": {"n_harmonics": 0}}
 
+# The built-in blocks' settings, which sat flat in `model` before each block had its section.
 BLOCK_FIELDS = {
     "attack": ("n_envelopes", "envelope_spikes", "envelope_points", "attack_samples",
                "n_noise_filters", "noise_filter_samples", "noise_expressivity",

@@ -118,10 +118,7 @@ class Decoder(nnx.Module):
     chain, and the schedule's frame, gain and fine.  `fine_B` overrides the fine shift of the
     `fine` head (a decoded file stores its own)."""
     heads = self.heads(vector_BxD)
-    out: dict = {}
-    for block in self.chain:
-      tables = {k: v[...] for k, v in self.tables.get(block.name, {}).items()}
-      out[block.name] = block.controls(heads.get(block.name, {}), tables, self.geometry)
+    out: dict = {block.name: self._block_controls(block, heads) for block in self.chain}
     out.update(frame=frame_B, gain=gain_B)
     b = vector_BxD.shape[0]
     if fine_B is not None:
@@ -132,16 +129,18 @@ class Decoder(nnx.Module):
       out["fine"] = jnp.zeros((b,), jnp.float32)
     return out
 
+  def _block_controls(self, block, heads) -> dict:
+    """One block's controls from the MLP's outputs (all blocks': {owner: {head: array}})."""
+    tables = {k: v[...] for k, v in self.tables.get(block.name, {}).items()}
+    return block.controls(heads.get(block.name, {}), tables, self.geometry)
+
   def pitches(self, vector_BxD):
-    """(MIDI note (B,), sounded (B,)) of each event, from the first block of the chain with a
-    pitch control (`Block.read_pitch`); None when no block has one."""
-    b = vector_BxD.shape[0]
-    controls = self.controls(vector_BxD, jnp.zeros((b,), jnp.int32), jnp.zeros((b,)))
-    for block in self.chain:
-      pitch = block.read_pitch(controls[block.name])
-      if pitch is not None:
-        return pitch
-    return None
+    """(MIDI note (B,), sounded (B,)) of each event, from the block of the chain with a pitch
+    control (`blocks.pitch_block`; only its controls are made); None when no block has one."""
+    block = blocks.pitch_block(self.chain)
+    if block is None:
+      return None
+    return block.read_pitch(self._block_controls(block, self.heads(vector_BxD)))
 
   def __call__(self, vector_BxD, frame_B, gain_B, fine_B=None) -> tuple[jax.Array, jax.Array]:
     """Returns the scheduled audio (B, T) and the fine shift in samples (B,)."""

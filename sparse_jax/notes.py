@@ -5,9 +5,9 @@ as one: its onset is the event's start; its pitch is the one its model chose whe
 a pitch control (a `harmonic` block: `Codec.midi_pitches`), else estimated from the event
 rendered alone (librosa's pYIN over its first `PITCH_SECONDS`: the shipped model has no pitch
 control, so the pitch is heard, not read from a parameter); its velocity maps the event's level
-relative to the loudest event over `VELOCITY_RANGE_DB`; its length is how long the rendered event stays within
-`DECAY_DB` of its peak.  An event pYIN finds unvoiced (a noise burst, a click) is a percussion hit:
-in the MIDI file it goes to the General MIDI drum channel.
+relative to the loudest event over `VELOCITY_RANGE_DB`; its length is how long the rendered event
+stays within `DECAY_DB` of its peak.  An unpitched event (a noise burst, a click) is a percussion
+hit: in the MIDI file it goes to the General MIDI drum channel.
 
 `sparse-jax midi SONG.sjx SONG.mid` writes the file; `benchmarks/notes.py` scores the same
 reading against labelled music.  Needs the `notes` extra (librosa, mido).

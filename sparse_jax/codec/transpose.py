@@ -43,7 +43,7 @@ _SEARCHES: dict = {}  # jitted searches by (model config, block): reloading a mo
 
 def _search_fn(codec, block_name: str):
   """Jitted: (params, consts, vectors (B, D), targets (B,)) -> searched vectors (B, D)."""
-  key = (codec.cfg.model.to_json(sort_keys=True), block_name)
+  key = (codec._key, block_name)  # the model config's key, as the codec's own jit cache
   if key not in _SEARCHES:
     _SEARCHES[key] = _make_search(codec.graphs, block_name)
   return _SEARCHES[key]
@@ -74,13 +74,17 @@ def _make_search(graphs, block_name: str):
 
     opt = optax.adam(LEARNING_RATE)
 
+    def summed(v_BxD):
+      loss_B, margin_B = losses(v_BxD)
+      return jnp.sum(loss_B), margin_B
+
     def step(_, carry):
       v, state, done = carry
-      grad = jax.grad(lambda x: jnp.sum(losses(x)[0]))(v)
+      (_, margin_B), grad = jax.value_and_grad(summed, has_aux=True)(v)
       updates, state = opt.update(grad, state, v)
       moved = optax.apply_updates(v, updates)
       # An event stops moving once its new pitch wins by the margin.
-      done = done | (losses(v)[1] >= MARGIN)
+      done = done | (margin_B >= MARGIN)
       return jnp.where(done[:, None], v, moved), state, done
 
     v, _, _ = jax.lax.fori_loop(0, STEPS, step, (vectors_BxD, opt.init(vectors_BxD),
