@@ -210,6 +210,16 @@ class Harmonic(Block):
   longest_decay_s: float
   name = "harmonic"
 
+  def __post_init__(self):
+    # Refused when the chain is built (`config.validate` turns it into one line), before any bank.
+    ok = (0 <= self.lowest_midi and 1 <= self.n_pitches and self.lowest_midi + self.n_pitches <= 128
+          and self.n_harmonics >= 0 and self.n_bands >= 2
+          and 0 < self.shortest_decay_s <= self.longest_decay_s)
+    if not ok:
+      raise ValueError(f"model.blocks.harmonic: {dataclasses.asdict(self)}: needs MIDI notes "
+                       "0-127 (lowest_midi >= 0, n_pitches >= 1), n_harmonics >= 0, n_bands >= 2 "
+                       "and 0 < shortest_decay_s <= longest_decay_s")
+
   def heads(self):
     return {"pitch": (self.n_pitches,), "timbre": (self.n_bands,), "decay": (1,),
             "mixes": (2,)}

@@ -9,6 +9,7 @@ from flax import nnx
 from configs import musicnet
 from sparse_jax import blocks, config, synth
 from sparse_jax.decoder import Decoder
+from sparse_jax.errors import UserError
 from sparse_jax.geometry import Geometry
 
 GEO = Geometry(n_samples=2**14, window=512, hop=128, sample_rate=22050)
@@ -104,6 +105,13 @@ def test_the_decoder_reads_the_chosen_pitch_and_a_pitchless_chain_has_none():
   np.testing.assert_array_equal(np.asarray(sounded),
                                 np.asarray(heads["mixes"][:, 1] >= heads["mixes"][:, 0]))
   assert Decoder(musicnet.get_config("tiny").model, nnx.Rngs(0)).pitches(vectors) is None
+  # Bad settings: one line, before any bank is built.
+  for field, value in (("n_pitches", 0), ("lowest_midi", 120), ("shortest_decay_s", 9.0)):
+    bad = musicnet.get_config("tiny")
+    bad.model.chain = ("attack", "harmonic", "room")
+    bad.model.blocks.harmonic[field] = value
+    with pytest.raises(UserError, match="model.blocks.harmonic: .* needs MIDI notes 0-127"):
+      config.validate(bad)
 
 
 def test_transpose_moves_the_chosen_pitch_and_keeps_times_and_gains(tmp_path):
