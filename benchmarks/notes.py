@@ -210,6 +210,8 @@ def main(argv=None) -> int:
   p.add_argument("--events", type=int, default=None, help="events per window (default: model's)")
   p.add_argument("--residual-threshold", type=float, default=None,
                  help="stop a window's events once this share of its energy is left")
+  p.add_argument("--at-onsets", action="store_true",
+                 help="events start only at onsets librosa detects (encode --at-onsets)")
   p.add_argument("--no-anchors", action="store_true", help="leave out librosa and basic-pitch")
   args = p.parse_args(argv)
   return one_line_errors(run, args)
@@ -224,7 +226,8 @@ def run(args) -> int:
   pairs = clips_of(dirs, args.clips)
   codec = api.load_codec(args.workdir)
   options = {k: v for k, v in (("n_events", args.events),
-                               ("residual_threshold", args.residual_threshold)) if v is not None}
+                               ("residual_threshold", args.residual_threshold),
+                               ("at_onsets", args.at_onsets or None)) if v is not None}
   bp_model, bp_missing = (None, "--no-anchors") if args.no_anchors else basic_pitch_model()
   per_clip: dict = {}
   started = time.time()

@@ -265,13 +265,15 @@ choose_clips = subset.choose_clips
 load_clip = subset.load_clip
 
 
-def run_ours_at(codec, clip_T: np.ndarray, n_events: int, refine: int = 0) -> dict:
-  """Our codec at `n_events` per window (refined by `refine` steps), through 8-bit `.sjx` bytes."""
+def run_ours_at(codec, clip_T: np.ndarray, n_events: int, refine: int = 0,
+                at_onsets: bool = False) -> dict:
+  """Our codec at `n_events` per window (refined by `refine` steps; events at onsets only with
+  `at_onsets`, `encode --at-onsets`), through 8-bit `.sjx` bytes."""
   from sparse_jax import api
   from sparse_jax.codec import sjx
   seconds = clip_T.size / codec.sample_rate
   t = time.perf_counter()
-  events = api.encode(codec, clip_T, n_events=n_events, refine=refine)
+  events = api.encode(codec, clip_T, n_events=n_events, refine=refine, at_onsets=at_onsets)
   data = sjx.encode_bytes(events, bits=8)
   decoded_T = codec.decode(sjx.decode_bytes(data, expected_model_id=codec.model_id))
   elapsed = time.perf_counter() - t
@@ -353,7 +355,8 @@ def _ours_setting(name: str) -> tuple:
 
 
 def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_counts,
-                  visqol_seconds: float | None, log=print, refine_steps=()) -> dict:
+                  visqol_seconds: float | None, log=print, refine_steps=(),
+                  at_onsets: bool = False) -> dict:
   from sparse_jax.baselines import classic_codecs
   sr = codec.sample_rate
   clips = choose_clips(folders, n_clips, clip_seconds)
@@ -378,7 +381,8 @@ def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_count
     for name in labels:
       t = time.perf_counter()
       if name.startswith("ours_"):
-        r = run_ours_at(codec, clip_T, *_ours_setting(name))
+        n_events, refine = _ours_setting(name)
+        r = run_ours_at(codec, clip_T, n_events, refine, at_onsets=at_onsets)
       elif name.startswith("opus_"):
         r = vars(classic_codecs.opus_roundtrip(clip_T, sr, float(name.split("_")[1])))
       elif name.startswith("mp3_"):
@@ -418,6 +422,7 @@ def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_count
     codecs[name] = summary
   return {"clips": clips, "clip_seconds": clip_seconds, "visqol_seconds": visqol_seconds,
           "event_counts": list(event_counts), "refine_steps": list(refine_steps),
+          "at_onsets": at_onsets,
           "codecs": codecs}
 
 
@@ -597,6 +602,8 @@ def parse_args(argv):
                  help="with --real: also our codec at the largest --events with encode-time "
                       "refinement of these step counts, a comma list (e.g. 20,100; opt-in: slow)")
   p.add_argument("--no-visqol", action="store_true", help="with --real: skip ViSQOL (slow)")
+  p.add_argument("--at-onsets", action="store_true",
+                 help="with --real: our events start only at detected onsets (encode --at-onsets)")
   p.add_argument("--visqol-seconds", type=float, default=None,
                  help="with --real: ViSQOL on each clip's first seconds (default 0: the "
                       "whole clip)")
@@ -609,7 +616,7 @@ def parse_args(argv):
       "visqol_seconds": REAL_VISQOL_SECONDS}
   if args.real is None:
     for flag, value in (("--events", args.events), ("--visqol-seconds", args.visqol_seconds),
-                        ("--refine", args.refine or None)):
+                        ("--refine", args.refine or None), ("--at-onsets", args.at_onsets or None)):
       if value is not None:
         p.error(f"{flag} goes with --real")
   else:
@@ -663,7 +670,7 @@ def run_real(args, argv) -> dict:
       "machine": machine.one_line(), "command": "python -m benchmarks.quality " + " ".join(argv),
       "date": datetime.date.today().isoformat(),
       "real": evaluate_real(codec, args.real, args.clips, args.seconds, args.event_counts,
-                            visqol_seconds, log, args.refine_steps)}
+                            visqol_seconds, log, args.refine_steps, args.at_onsets)}
   report["wall_s"] = time.perf_counter() - start
   return report
 

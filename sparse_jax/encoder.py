@@ -148,7 +148,8 @@ def choose_event(vectors_BxHxD: jax.Array, switch_BxH: jax.Array,
   """Hard top-1 over ReLU(switch): the event's frame, its gain (the switch value) and vector.
 
   `available_BxH` (bool), where given, restricts the choice to those frames (see
-  `exclusion_mask`); the gain is still the chosen frame's ReLU(switch).
+  `exclusion_mask`, or the encoder's onset rule); the gain is still the chosen frame's
+  ReLU(switch), and 0 where no frame is available (the event is silence).
   """
   attn_BxH = jax.nn.relu(switch_BxH)
   # -1 ranks an unavailable frame below every available one, silent (0) ones included.
@@ -158,6 +159,8 @@ def choose_event(vectors_BxHxD: jax.Array, switch_BxH: jax.Array,
   # size-1 batch axis reads as a broadcast, which explicit sharding cannot place.
   pick = jax.vmap(lambda row, i: row[i])
   gain_B = pick(attn_BxH, frame_B)
+  if available_BxH is not None:
+    gain_B = jnp.where(available_BxH.any(axis=-1), gain_B, 0.0)
   vector_BxD = pick(vectors_BxHxD, frame_B)
   return vector_BxD, frame_B.astype(jnp.int32), gain_B
 

@@ -50,7 +50,8 @@ class Decomposition:
 def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
               keep_residuals: bool = False, n_events: int | None = None,
               target_spec_BxFxN: jax.Array | None = None,
-              overshoot_weight: float = 1.0, removal_knee: float = 0.0) -> Decomposition:
+              overshoot_weight: float = 1.0, removal_knee: float = 0.0,
+              allowed_BxH: jax.Array | None = None) -> Decomposition:
   """Runs the removal loop on magnitude spectrograms (B, F, N) of windows of cfg.n_samples.
 
   With `target_spec_BxFxN` (the loss's weighted target), it also scores each step against the
@@ -58,6 +59,8 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
   where an event takes away more than is left (the residual goes negative) that many times
   (1: the L1 distance, the paper's measure); `removal_knee` > 0 compresses each bin's cost to
   knee * log(1 + cost / knee), the knee that fraction of each window's mean target magnitude.
+  `allowed_BxH` (bool, H = the first half's frames), where given, is where events may start
+  (the encoder's onset rule, `codec/onsets.py`); a step with no allowed frame left adds silence.
   """
   n_events = n_events or cfg.n_events
   half = Geometry.of(cfg).half
@@ -83,7 +86,10 @@ def decompose(model: SparseCodec, spec_BxFxN: jax.Array, cfg, *,
   def step(carry, _):
     residual, spec_sum, target_residual, taken_BxH = carry
     vectors, switch = model.encoder(residual)
-    vector, frame, gain = choose_event(vectors, switch, ~taken_BxH if exclusion else None)
+    available = allowed_BxH
+    if exclusion:
+      available = ~taken_BxH if available is None else available & ~taken_BxH
+    vector, frame, gain = choose_event(vectors, switch, available)
     if exclusion:
       taken_BxH = taken_BxH | exclusion_mask(frame, taken_BxH.shape[1], exclusion)
     audio_BxT, fine = model.decoder(vector, frame, gain)

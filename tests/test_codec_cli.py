@@ -519,6 +519,22 @@ def test_kbps_chooses_the_events_per_window(capsys, workdir, codec, rich, tmp_pa
   assert not (tmp_path / "x.sjx").exists()
 
 
+def test_encode_at_onsets_places_events_at_the_recordings_onsets(capsys, workdir, codec, rich,
+                                                                 tmp_path):
+  from sparse_jax import audio_io
+  from sparse_jax.codec import onsets
+  out = tmp_path / "onsets.sjx"
+  code, _, err = run(capsys, "encode", rich, out, "--workdir", workdir, "--at-onsets", "--quiet")
+  assert code == 0, err
+  audio, rate = audio_io.read_audio(rich)
+  mono = audio_io.resample(audio_io.downmix(audio), rate, codec.sample_rate)
+  detected = onsets.onset_frames(mono, codec.sample_rate, codec.hop)
+  events = sjx.read(out)
+  frames = events.frames[events.gains > 0]  # (a file fills long silences with silent events)
+  radius = onsets.radius_frames(codec.sample_rate, codec.hop)
+  assert frames.size and np.all(np.abs(frames[:, None] - detected[None, :]).min(axis=1) <= radius)
+
+
 def test_round_trip_writes_audio_and_no_sjx_unless_asked(capsys, workdir, codec, rich, tmp_path):
   code, out, err = run(capsys, "encode", rich, tmp_path / "rt.wav", "--workdir", workdir,
                        "--quiet", "--float", "--model-format")

@@ -15,6 +15,7 @@ from sparse_jax import metrics, progress
 from sparse_jax.codec import encode, sjx
 from sparse_jax.codec import events as events_lib
 from sparse_jax.codec import gains as gains_lib
+from sparse_jax.codec import onsets as onsets_lib
 from sparse_jax.errors import UserError
 
 
@@ -141,7 +142,7 @@ def test_fake_decomposition_bookkeeping(codec, monkeypatch):
   d = codec.event_dim
   calls = []
 
-  def fake_run_window(spec_FxN, n_steps, threshold):
+  def fake_run_window(spec_FxN, n_steps, threshold, allowed_H=None):
     w = len(calls)
     calls.append(spec_FxN.copy())
     frames = np.array([3 + w, codec.half - 1, 7], np.int32)
@@ -505,3 +506,32 @@ def test_safe_scale_measures_the_mixed_audio():
     alpha = safe.best_alpha()
     assert (alpha > 0.5) == accepted and 0 <= alpha <= 1
     np.testing.assert_array_less(safe.errors([alpha])[0], safe.before + 1e-12)
+
+
+def test_allowed_frames_is_the_distance_to_the_nearest_onset():
+  onsets = np.array([3, 40, 41, 200])
+  for start, n, radius in ((0, 64, 2), (30, 64, 0), (150, 100, 5), (300, 10, 3)):
+    got = onsets_lib.allowed_frames(onsets, start, n, radius)
+    frames = start + np.arange(n)
+    want = np.abs(frames[:, None] - onsets[None, :]).min(axis=1) <= radius
+    np.testing.assert_array_equal(got, want)
+  assert not onsets_lib.allowed_frames(np.zeros(0, np.int64), 0, 8, 2).any()
+
+
+def test_at_onsets_events_start_only_at_detected_onsets(codec):
+  # The model's own event every 37 frames (so the untrained model's events can explain it and
+  # the refit keeps some): each is a sharp attack that an onset detector finds.
+  every = 37
+  audio = own_events(codec, 2 * codec.n_samples, every=every)
+  truth = np.arange(3, -(-audio.size // codec.hop), every)
+  detected = onsets_lib.onset_frames(audio, codec.sample_rate, codec.hop)
+  # librosa finds each attack (but the one at the file's start, where its flux has no frame
+  # before) up to three hops late: its peak trails the attack's ramp.
+  lag = detected[None, :] - truth[1:, None]
+  assert np.all(((lag >= 0) & (lag <= 3)).any(axis=1)), (detected, truth)
+  radius = onsets_lib.radius_frames(codec.sample_rate, codec.hop)
+  near = lambda frames: np.abs(frames[:, None] - detected[None, :]).min(axis=1) <= radius
+  plain = codec.encode(audio)
+  ruled = codec.encode(audio, at_onsets=True)
+  assert len(ruled) > 0 and np.all(near(ruled.frames)), ruled.frames
+  assert not np.all(near(plain.frames)), plain.frames  # without the rule, events start anywhere

@@ -4,7 +4,7 @@ Wired into `python -m sparse_jax` through `register(subparsers)`; `main(argv)` r
 commands on their own (tests, scripts).  Usage:
 
   encode IN.(wav|flac|ogg|mp3) OUT.sjx [--workdir DIR] [--events N | --kbps R]
-         [--residual-threshold X] [--bits 8|16] [--refine N] [--force]
+         [--residual-threshold X] [--at-onsets] [--bits 8|16] [--refine N] [--force]
   encode IN.wav OUT.wav [--workdir DIR] [--sjx F.sjx] [decode options]   one-step round trip
   encode DIR OUTDIR [--workdir DIR]                a tree of audio files -> the same tree of .sjx
   decode IN.sjx OUT.wav [--workdir DIR] [--model-format] [--rescale] [--float]
@@ -255,8 +255,11 @@ def _encode_options(args):
   if args.kbps is not None and not (math.isfinite(args.kbps) and args.kbps > 0):
     raise UserError(f"--kbps {args.kbps:g}: must be a positive bitrate in kbit/s; pass e.g. "
                     "--kbps 3")
+  if args.at_onsets:
+    from sparse_jax import notes
+    notes.check_installed()  # librosa, before the model is loaded
   return dict(kbps=args.kbps, n_events=args.events, residual_threshold=args.residual_threshold,
-              bits=args.bits, refine=_refine_steps(args.refine))
+              bits=args.bits, refine=_refine_steps(args.refine), at_onsets=args.at_onsets)
 
 
 def _refine_steps(text):
@@ -744,6 +747,9 @@ def register(subparsers, info_name: str = "info"):
                  help="keep events until the window's first-half residual energy share falls "
                       "below this value (0..1)")
   p.add_argument("--bits", type=_bits, default=8, help="bits per vector value: 8 or 16")
+  p.add_argument("--at-onsets", action="store_true",
+                 help="events start only at note onsets that librosa's onset detector finds: "
+                      "fewer, note-like events, less of the sound explained (docs/notes.md)")
   p.add_argument("--sjx", default=None, metavar="F.sjx",
                  help="with an audio output (a round trip): also write the events here")
   _add_refine(p)

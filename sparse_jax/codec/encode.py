@@ -42,6 +42,7 @@ from sparse_jax import audio_io, metrics
 from sparse_jax import progress as progress_lib
 from sparse_jax.codec import events as events_lib
 from sparse_jax.codec import gains as gains_lib
+from sparse_jax.codec import onsets as onsets_lib
 from sparse_jax.codec import sjx
 from sparse_jax.errors import UserError
 
@@ -149,7 +150,8 @@ def _resolutions(codec) -> tuple:
 
 def encode(codec, audio_T, *, n_events: int | None = None,
            residual_threshold: float | None = None, bits: int | None = 8,
-           progress: bool = False, return_info: bool = False, window_hook=None):
+           at_onsets: bool = False, progress: bool = False, return_info: bool = False,
+           window_hook=None):
   """Streams audio of any length through the model.
 
   Args:
@@ -162,6 +164,8 @@ def encode(codec, audio_T, *, n_events: int | None = None,
       are snapped to that file's grid before the gains are fit and checked, so the written file
       decodes to exactly the audio the encoder checked.  None: keep the exact values (the check
       then holds for `decode` of the returned EventSet, and for a file up to its rounding).
+    at_onsets: events start only within `onsets.RADIUS_SECONDS` of an onset that librosa detects
+      in the audio (`codec/onsets.py`); a window with none keeps no event.
     progress: draw a progress bar on stderr (for files of more than two windows).
     return_info: also return an `EncodeInfo` (per-window, per-step residual shares).
     window_hook: optional callable(WindowTrace), called after each window with copies of its
@@ -204,6 +208,8 @@ def encode(codec, audio_T, *, n_events: int | None = None,
   resolutions = _resolutions(codec)
 
   half = codec.half
+  onsets_O = (onsets_lib.onset_frames(audio_T, codec.sample_rate, codec.hop) if at_onsets
+              else None)
   spec_FxN = np.empty((codec.n_bins, codec.n_frames), np.float32)
   spec_FxN[:, :half] = _host_stft(padded_T, 0, half, codec.window, codec.hop)
   bar = progress_lib.Progress(n_windows, "encoding", enabled=progress and n_windows > 2,
@@ -219,7 +225,10 @@ def encode(codec, audio_T, *, n_events: int | None = None,
     read_T = padded_T[start * codec.hop:(start + codec.n_frames - 1) * codec.hop + codec.window]
     scale = level_scale(read_T)
     if scale > 0:
-      out = codec.run_window(spec_FxN * np.float32(scale), n_steps, residual_threshold)
+      allowed_H = (None if onsets_O is None else onsets_lib.allowed_frames(
+          onsets_O, start, half, onsets_lib.radius_frames(codec.sample_rate, codec.hop)))
+      out = codec.run_window(spec_FxN * np.float32(scale), n_steps, residual_threshold,
+                             allowed_H)
       window = _fit_window(codec, out, start, n_in, audio_T.size, spec_FxN, padded_T,
                                 decoded_T, bits, resolutions)
       k, initial, shares = int(out["kept"]), float(out["initial"]) / scale, out["shares"]

@@ -65,18 +65,22 @@ def _inference_cfg(cfg):
 
 
 def _make_window_fn(graphs, cfg, n_steps: int):
-  """The jitted removal loop on one window: (params, consts, spec_1xFxN, threshold) -> dict.
+  """The jitted removal loop on one window: (params, consts, spec_1xFxN, threshold, allowed_H)
+  -> dict.
 
   One compiled function serves the fixed count (threshold < 0) and the threshold rule: the loop
-  always runs every step, and the rule only picks how many of them are kept.
+  always runs every step, and the rule only picks how many of them are kept.  Likewise for the
+  frames events may start at (`allowed_H`, bool over the first half): every frame, or the onset
+  rule's (`codec/onsets.py`).
   """
   from sparse_jax import model as model_lib
   mcfg = _inference_cfg(cfg)
   half = Geometry.of(mcfg).half
 
-  def fn(g_params, g_consts, spec_1xFxN, threshold):
+  def fn(g_params, g_consts, spec_1xFxN, threshold, allowed_H):
     model = nnx.merge(graphs.g_graph, g_params, g_consts)
-    dec = model_lib.decompose(model, spec_1xFxN, mcfg, n_events=n_steps)
+    dec = model_lib.decompose(model, spec_1xFxN, mcfg, n_events=n_steps,
+                              allowed_BxH=allowed_H[None])
     initial = jnp.abs(spec_1xFxN[0, :, :half]).sum()
     safe = jnp.where(initial > 0, initial, 1.0)
     # A silent window has share 0 throughout (nothing to remove), never NaN.
@@ -191,15 +195,20 @@ class Codec:
       _JIT_CACHE[key] = fn
     return fn
 
-  def run_window(self, spec_FxN: np.ndarray, n_steps: int, threshold: float | None) -> dict:
+  def run_window(self, spec_FxN: np.ndarray, n_steps: int, threshold: float | None,
+                 allowed_H: np.ndarray | None = None) -> dict:
     """The removal loop on one window's spectrogram (F, N); returns numpy arrays.
 
+    `allowed_H` (bool over the first half's frames; default all) is where events may start.
     Keys: vectors (S, D), frames (S,) relative to the window, gains (S,), fine (S,), shares (S+1,),
     initial (), kept () the number of kept steps.
     """
     fn = self._cached("window", int(n_steps))
     thr = np.float32(-1.0 if threshold is None else threshold)
-    out = fn(self.g_params, self.graphs.g_consts, jnp.asarray(spec_FxN)[None], thr)
+    if allowed_H is None:
+      allowed_H = np.ones(self.half, bool)
+    out = fn(self.g_params, self.graphs.g_consts, jnp.asarray(spec_FxN)[None], thr,
+             jnp.asarray(allowed_H, bool))
     return jax.tree.map(np.asarray, out)
 
   def render(self, vectors_ExD, frames_E, gains_E, fine_E) -> np.ndarray:
