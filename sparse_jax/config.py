@@ -27,6 +27,7 @@ LEGACY = {
     "loss.energy_objective": "sum",
     "loss.overshoot_weight": 1.0,
     "loss.removal_knee": 0.0,
+    "loss.events_at_onsets": False,
     "loss.start_ramp_frames": 0,
     "loss.trained_events": 0,
     "loss.diversity_weight": 0.0,
@@ -128,6 +129,10 @@ def defaults() -> ml_collections.ConfigDict:
   # knee this fraction of the window's mean target magnitude (0: plain L1, the paper).  Loud low
   # bins dominate a linear L1; a compressed cost values the quiet ones as a log spectrogram does.
   c.loss.removal_knee = 0.0
+  # True: in training, events may start only near an onset of the window (the rule of
+  # `encode --at-onsets`, detected in the graph: codec/onsets.allowed_in_graph), so the model
+  # learns events that carry a whole note instead of re-attacking it (docs/notes.md).
+  c.loss.events_at_onsets = False
   # Weight of the mean squared cosine between the batch's event vectors, in units of the
   # target's L1 (see train_step.py; 0: off, the paper).
   c.loss.diversity_weight = 0.3
@@ -241,6 +246,8 @@ def validate(cfg) -> None:
       (loss.removal_knee == 0.0 or (loss.removal_knee > 0.0 and per_step),
        f"loss.removal_knee={loss.removal_knee} must be >= 0, and above 0 only with "
        "loss.energy_objective='per_step'"),
+      (isinstance(loss.events_at_onsets, bool),
+       f"loss.events_at_onsets={loss.events_at_onsets!r} must be True or False"),
       (0 <= m.exclusion_frames and (2 * m.exclusion_frames - 1) * (m.n_events - 1) < half,
        f"model.exclusion_frames={m.exclusion_frames} must be >= 0 and leave the last of "
        f"{m.n_events} events a frame of the {half} (each closes up to 2 * exclusion_frames - 1)"),

@@ -9,6 +9,7 @@ import synthetic
 
 from configs import musicnet
 from sparse_jax import losses, signal, train_step
+from sparse_jax.codec import onsets
 from sparse_jax.model import encode_audio
 
 
@@ -209,6 +210,41 @@ def test_exclusion_frames_keeps_later_events_off_earlier_frames(tiny, batch):
     np.testing.assert_array_equal(got[:, 0], free[:, 0])
     gaps = np.abs(got[:, :, None] - got[:, None, :]) + radius * np.eye(got.shape[1], dtype=int)
     assert gaps.min() >= radius, got
+
+
+def test_onset_rule_in_the_graph_finds_the_notes_and_keeps_events_on_them(tiny, batch):
+  # The in-graph detector (training's) finds each plucked note's onset within two frames (as
+  # librosa's, encoding's, does: test_stream.py); the loop then starts audible events only on allowed frames, and
+  # a window with none allowed gets silent events.
+  cfg, graphs, state = tiny
+  m = cfg.model
+  half = m.n_samples // m.hop // 2
+  spec = signal.stft_magnitude(batch, m.window, m.hop)
+  allowed = np.array(onsets.allowed_in_graph(spec, half, m.window, m.hop, m.sample_rate))
+  radius = onsets.radius_frames(m.sample_rate, m.hop)
+  for b in range(batch.shape[0]):
+    truth = np.array([int((i + 0.3) * (m.n_samples // 2) / 3) // m.hop for i in range(3)])
+    starts = np.flatnonzero(np.diff(np.concatenate([[0], allowed[b].astype(int)])) == 1)
+    np.testing.assert_allclose(starts + radius, truth, atol=2)
+  allowed[-1] = False  # the last window: nowhere to start
+
+  @jax.jit
+  def run(g_params, allowed_BxH):
+    model = train_step.merge_generator(graphs, g_params)
+    return encode_audio(model, batch, m, allowed_BxH=allowed_BxH)
+
+  dec = run(state.g_params, jnp.asarray(allowed))
+  frames, gains = np.asarray(dec.frames_BxE), np.asarray(dec.gains_BxE)
+  audible = gains > 0
+  assert audible[:-1].any() and not audible[-1].any()
+  rows = np.broadcast_to(np.arange(len(frames))[:, None], frames.shape)
+  assert np.all(allowed[rows[audible], frames[audible]])
+  # The training step takes the rule from the config (traced, not compiled: the wiring).
+  on = cfg.copy_and_resolve_references()
+  on.loss.events_at_onsets = True
+  loss, _ = jax.eval_shape(lambda p, d: train_step.generator_forward(
+      graphs, p, d, batch, jax.random.key(0), on), state.g_params, state.d_params)
+  assert loss.shape == ()
 
 
 def _with_objective(cfg, objective):

@@ -6,6 +6,7 @@
   gains.py     the gain refit and the never-worse guarantee of each window
   runtime.py   `Codec`: loading a model, its compiled functions, rendering, decoding
   encode.py    the streaming encoder (drives a `Codec` window by window)
+  onsets.py    the onset rule: events only where notes start (encode --at-onsets, training)
   refine.py    encode-time refinement of a plain encode (imports runtime's codec, sjx, gains)
 
 Consumers live beside it: the report (`sparse_jax/report/`), the command line
