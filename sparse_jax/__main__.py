@@ -11,7 +11,7 @@
                                            index.html, its audio and its figures
   build-data [--preset small|full]         render the embedded classical dataset (offline;
                                            --instruments gm --percussion --soundfont SF2)
-  gather-audio OUT                         recordings of installed distribution packages into a
+  gather-audio OUT [--more]                recordings of installed distribution packages into a
                                            training folder (the pretrained recipe's data)
   export --workdir DIR OUT.npz             a run's generator alone (no optimiser, no
                                            discriminator), as the codec and the shipped model load it
@@ -47,7 +47,8 @@ def cmd_build_data(args):
 
 def cmd_gather_audio(args):
   from sparse_jax.data import gather
-  minutes = gather.gather(args.output, show_progress=not args.quiet)
+  sources = gather.default_sources() + (gather.more_sources() if args.more else [])
+  minutes = gather.gather(args.output, sources, show_progress=not args.quiet)
   for name, m in minutes.items():
     print(f"{name}: {m:.1f} min")
   print(f"{sum(minutes.values()):.1f} min of audio in {args.output}: train on it with "
@@ -91,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("gather-audio", help="recordings of installed distribution packages into a "
                                           "training folder (the pretrained recipe's data)")
   p.add_argument("output", help="the folder to fill (kept: a rerun only adds what is missing)")
+  p.add_argument("--more", action="store_true",
+                 help="also orchestral music (wesnoth-1.16-music) and Italian speech "
+                      "(asterisk-core-sounds-it-wav): 55 min more")
   p.add_argument("--quiet", action="store_true", help="no progress bar")
   p.set_defaults(fn=cmd_gather_audio)
   p = sub.add_parser("export", help="a training run's generator alone, as one .npz file")

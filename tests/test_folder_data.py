@@ -215,3 +215,13 @@ def test_gather_takes_excerpts_skips_excluded_files_and_reads_zip_archives(tmp_p
   # A second run adds nothing and reports the same minutes.
   assert gather.gather(out, sources, exclude={os.path.abspath(paths[0])},
                        show_progress=False) == minutes
+
+
+def test_no_gathered_source_is_a_benchmark_voice_or_clip_folder_taken_whole():
+  # The real-audio benchmark's speaker (Allison, whose voice also reads the Spanish prompts) is
+  # never training data; its music folders are, only through the subset exclusion (gather()).
+  sources = gather.default_sources() + gather.more_sources()
+  assert len({s.name for s in sources}) == len(sources)
+  for source in sources:
+    assert "Allison" not in source.path and "/es" not in source.path, source
+    assert source.minutes > 0 and source.seconds_per_file > 0

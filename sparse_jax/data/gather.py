@@ -61,6 +61,18 @@ def default_sources() -> list:
   ]
 
 
+# `gather-audio --more` adds these (docs/model_card.md: what the added data did).  Orchestral
+# music, which no default source has, and speech in a third language by a male voice (the
+# Spanish prompts are read by the benchmark's English speaker, so they are not taken).
+def more_sources() -> list:
+  return [
+      # wesnoth-1.16-music: 41 orchestral tracks (GPL-2+).
+      Source('wesnoth', '/usr/share/games/wesnoth/1.16/data/core/music', 40, 90),
+      # asterisk-core-sounds-it-wav: Italian prompts (Carlo), 8 kHz telephone speech.
+      Source('speech_it', '/usr/share/asterisk/sounds/it_IT_m_Carlo', 15, 60),
+  ]
+
+
 def _unit(*parts) -> float:
   digest = hashlib.sha256('/'.join(str(p) for p in parts).encode()).hexdigest()
   return int(digest[:12], 16) / float(1 << 48)
