@@ -24,9 +24,11 @@ from benchmarks import machine, one_line_errors
 OUT = os.path.join("benchmarks", "results", "encode_stages")
 
 
-def _timed(table, obj, name: str, label: str) -> None:
-  """Replaces obj.name with a wrapper that adds its wall time and call count to `table`."""
+def _timed(table, obj, name: str, label: str):
+  """Replaces obj.name with a wrapper that adds its wall time and call count to `table`;
+  returns the function that puts the original back."""
   inner = getattr(obj, name)
+  own = name in vars(obj)  # an instance's own attribute, or one it reads from its class
 
   def wrapper(*args, **kwargs):
     start = time.perf_counter()
@@ -37,6 +39,7 @@ def _timed(table, obj, name: str, label: str) -> None:
       table[label][1] += 1
 
   setattr(obj, name, wrapper)
+  return (lambda: setattr(obj, name, inner)) if own else (lambda: delattr(obj, name))
 
 
 def measure(codec, audio_T) -> dict:
@@ -45,18 +48,22 @@ def measure(codec, audio_T) -> dict:
   from sparse_jax.codec import gains
   api.encode(codec, audio_T[:codec.n_samples])  # compiles every program of a window, untimed
   table: dict = collections.defaultdict(lambda: [0.0, 0])
-  for obj, name, label in ((codec, "run_window", "run_window"), (codec, "render", "render"),
-                           (encode_lib.metrics, "stft_magnitude", "event_stfts"),
-                           (gains, "fit_gains", "fit_gains"), (gains, "prune", "prune"),
-                           (gains.SafeScale, "__init__", "SafeScale.init"),
-                           (gains.SafeScale, "best_alpha", "SafeScale.best_alpha"),
-                           (gains.SafeScale, "errors_with", "SafeScale.errors_with")):
-    _timed(table, obj, name, label)
+  restore = [_timed(table, obj, name, label) for obj, name, label in (
+      (codec, "run_window", "run_window"), (codec, "render", "render"),
+      (encode_lib.metrics, "stft_magnitude", "event_stfts"),
+      (gains, "fit_gains", "fit_gains"), (gains, "prune", "prune"),
+      (gains.SafeScale, "__init__", "SafeScale.init"),
+      (gains.SafeScale, "best_alpha", "SafeScale.best_alpha"),
+      (gains.SafeScale, "errors_with", "SafeScale.errors_with"))]
   seconds = audio_T.size / codec.sample_rate
-  start = time.perf_counter()
-  events = api.encode(codec, audio_T)
-  total = time.perf_counter() - start
-  table = {label: tuple(row) for label, row in table.items()}  # decode's renders not counted
+  try:
+    start = time.perf_counter()
+    events = api.encode(codec, audio_T)
+    total = time.perf_counter() - start
+  finally:
+    for undo in restore:
+      undo()
+  table = {label: tuple(row) for label, row in table.items()}
   start = time.perf_counter()
   codec.decode(events)
   decode = time.perf_counter() - start

@@ -399,3 +399,23 @@ def test_promote_scores_both_models_and_keeps_a_ledger(tiny_workdir, tmp_path):
   # The untrained model explains less than the shipped one: kept, and the file is untouched.
   assert "kept the shipped model" in text
   assert open(pretrained.MODEL_PATH, "rb").read() == shipped_bytes
+
+
+def test_encode_stages_counts_each_window_once_and_adds_up():
+  import codec_fixtures
+
+  from benchmarks import encode_stages
+  codec = codec_fixtures.tiny_codec()
+  audio = np.random.default_rng(0).normal(0, 0.1, 2 * codec.n_samples).astype(np.float32)
+  result = encode_stages.measure(codec, audio)
+  _, n_windows = codec.windows_for(audio.size)
+  stages = result["stages"]
+  assert stages["run_window"]["calls"] == n_windows  # the compiling window is not counted
+  timed = sum(row["seconds"] for name, row in stages.items() if name != "other (host glue)")
+  assert 0 < timed <= result["encode_seconds"]
+  assert abs(sum(row["share"] for row in stages.values()) - 1) < 1e-9
+  assert "| run_window |" in encode_stages.table(result)
+  from sparse_jax.codec import gains
+  # Every timed function is put back (the codec is shared by other tests).
+  assert "run_window" not in vars(codec) and gains.fit_gains.__name__ == "fit_gains"
+  assert gains.SafeScale.best_alpha.__name__ == "best_alpha"
