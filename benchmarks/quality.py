@@ -266,7 +266,7 @@ load_clip = subset.load_clip
 
 
 def run_ours_at(codec, clip_T: np.ndarray, n_events: int, refine: int = 0,
-                at_onsets: bool = False) -> dict:
+                at_onsets: bool | None = None) -> dict:
   """Our codec at `n_events` per window (refined by `refine` steps; events at onsets only with
   `at_onsets`, `encode --at-onsets`), through 8-bit `.sjx` bytes."""
   from sparse_jax import api
@@ -356,7 +356,7 @@ def _ours_setting(name: str) -> tuple:
 
 def evaluate_real(codec, folders, n_clips: int, clip_seconds: float, event_counts,
                   visqol_seconds: float | None, log=print, refine_steps=(),
-                  at_onsets: bool = False) -> dict:
+                  at_onsets: bool | None = None) -> dict:
   from sparse_jax.baselines import classic_codecs
   sr = codec.sample_rate
   clips = choose_clips(folders, n_clips, clip_seconds)
@@ -670,7 +670,8 @@ def run_real(args, argv) -> dict:
       "machine": machine.one_line(), "command": "python -m benchmarks.quality " + " ".join(argv),
       "date": datetime.date.today().isoformat(),
       "real": evaluate_real(codec, args.real, args.clips, args.seconds, args.event_counts,
-                            visqol_seconds, log, args.refine_steps, args.at_onsets)}
+                            visqol_seconds, log, args.refine_steps,
+                            True if args.at_onsets else None)}
   report["wall_s"] = time.perf_counter() - start
   return report
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sparse_jax import metrics, progress
-from sparse_jax.codec import encode, sjx
+from sparse_jax.codec import encode, runtime, sjx
 from sparse_jax.codec import events as events_lib
 from sparse_jax.codec import gains as gains_lib
 from sparse_jax.codec import onsets as onsets_lib
@@ -535,3 +535,8 @@ def test_at_onsets_events_start_only_at_detected_onsets(codec):
   ruled = codec.encode(audio, at_onsets=True)
   assert len(ruled) > 0 and np.all(near(ruled.frames)), ruled.frames
   assert not np.all(near(plain.frames)), plain.frames  # without the rule, events start anywhere
+  # A model trained with the rule (loss.events_at_onsets) encodes with it unless told.
+  cfg = codec.cfg.copy_and_resolve_references()
+  cfg.loss.events_at_onsets = True
+  trained = runtime.Codec(cfg, codec.graphs, codec.g_params, codec.model_id)
+  np.testing.assert_array_equal(trained.encode(audio).frames, ruled.frames)

@@ -259,7 +259,8 @@ def _encode_options(args):
     from sparse_jax import notes
     notes.check_installed()  # librosa, before the model is loaded
   return dict(kbps=args.kbps, n_events=args.events, residual_threshold=args.residual_threshold,
-              bits=args.bits, refine=_refine_steps(args.refine), at_onsets=args.at_onsets)
+              bits=args.bits, refine=_refine_steps(args.refine),
+              at_onsets=True if args.at_onsets else None)
 
 
 def _refine_steps(text):
@@ -749,7 +750,8 @@ def register(subparsers, info_name: str = "info"):
   p.add_argument("--bits", type=_bits, default=8, help="bits per vector value: 8 or 16")
   p.add_argument("--at-onsets", action="store_true",
                  help="events start only at note onsets that librosa's onset detector finds: "
-                      "fewer, note-like events, less of the sound explained (docs/notes.md)")
+                      "fewer, note-like events, less of the sound explained (docs/notes.md); "
+                      "always on for a model trained with the rule")
   p.add_argument("--sjx", default=None, metavar="F.sjx",
                  help="with an audio output (a round trip): also write the events here")
   _add_refine(p)

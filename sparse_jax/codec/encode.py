@@ -150,7 +150,7 @@ def _resolutions(codec) -> tuple:
 
 def encode(codec, audio_T, *, n_events: int | None = None,
            residual_threshold: float | None = None, bits: int | None = 8,
-           at_onsets: bool = False, progress: bool = False, return_info: bool = False,
+           at_onsets: bool | None = None, progress: bool = False, return_info: bool = False,
            window_hook=None):
   """Streams audio of any length through the model.
 
@@ -165,7 +165,8 @@ def encode(codec, audio_T, *, n_events: int | None = None,
       decodes to exactly the audio the encoder checked.  None: keep the exact values (the check
       then holds for `decode` of the returned EventSet, and for a file up to its rounding).
     at_onsets: events start only within `onsets.RADIUS_SECONDS` of an onset that librosa detects
-      in the audio (`codec/onsets.py`); a window with none keeps no event.
+      in the audio (`codec/onsets.py`); a window with none keeps no event.  None (default): on
+      for a model trained with the rule (`loss.events_at_onsets`), off for any other.
     progress: draw a progress bar on stderr (for files of more than two windows).
     return_info: also return an `EncodeInfo` (per-window, per-step residual shares).
     window_hook: optional callable(WindowTrace), called after each window with copies of its
@@ -208,6 +209,8 @@ def encode(codec, audio_T, *, n_events: int | None = None,
   resolutions = _resolutions(codec)
 
   half = codec.half
+  if at_onsets is None:
+    at_onsets = bool(codec.cfg.loss.get("events_at_onsets", False))
   onsets_O = (onsets_lib.onset_frames(audio_T, codec.sample_rate, codec.hop) if at_onsets
               else None)
   spec_FxN = np.empty((codec.n_bins, codec.n_frames), np.float32)
