@@ -5,8 +5,10 @@ is spelled as a string of re-attacks (docs/notes.md: onset precision 0.35 on the
 split).  This rule asks a plain onset detector (librosa's spectral-flux `onset_detect`, the
 anchor of `benchmarks/notes.py`) where the recording's notes start, and lets the removal loop
 choose only frames within `RADIUS_SECONDS` of one.  A window whose first half holds no onset
-keeps no event: what sounds there is left to the tails of earlier events.  The model is unchanged;
-the rule trades removal for events that sit on notes (docs/notes.md measures both).
+keeps no event: what sounds there is left to the tails of earlier events.  On a model trained
+without it, the rule trades removal for events that sit on notes (docs/notes.md measures both);
+training with it (`loss.events_at_onsets`) uses `allowed_in_graph`, the same recipe in JAX,
+since librosa cannot run inside the jitted step.
 """
 import numpy as np
 
