@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sparse_jax import checkpoint, data, files, metrics, representation, signal, train_step
+from sparse_jax.codec import onsets
 from sparse_jax.errors import UserError
 from sparse_jax.model import encode_audio
 
@@ -34,7 +35,8 @@ def make_encoder(cfg, graphs):
   @jax.jit
   def run(g_params, audio_BxT):
     model = train_step.merge_generator(graphs, g_params)
-    d = encode_audio(model, audio_BxT, cfg.model)
+    d = encode_audio(model, audio_BxT, cfg.model,
+                     allowed_BxH=onsets.training_rule(cfg, audio_BxT))  # as it was trained
     b, e, dim = d.vectors_BxExD.shape
     heads = model.decoder.heads(d.vectors_BxExD.reshape(b * e, dim))
     return d, jax.tree.map(lambda v: v.reshape(b, e, *v.shape[1:]), heads)

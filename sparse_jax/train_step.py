@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from sparse_jax import blocks, losses, representation, signal
+from sparse_jax import blocks, losses, representation
 from sparse_jax.codec import onsets
 from sparse_jax.discriminator import Discriminator
 from sparse_jax.geometry import Geometry
@@ -126,15 +126,11 @@ def generator_forward(graphs: Graphs, g_params, d_params, batch_BxT, rng, cfg):
       batch_BxT, cfg.model, cfg.loss.ramp_exponent,
       cfg.model.hop * cfg.loss.start_ramp_frames)
   per_step = cfg.loss.energy_objective == "per_step"
-  allowed_BxH = None
-  if cfg.loss.events_at_onsets:
-    m = cfg.model
-    allowed_BxH = onsets.allowed_in_graph(signal.stft_magnitude(batch_BxT, m.window, m.hop),
-                                          Geometry.of(m).half, m.window, m.hop, m.sample_rate)
   dec = encode_audio(model, batch_BxT, cfg.model, target_spec_BxFxN=target if per_step else None,
                      overshoot_weight=cfg.loss.overshoot_weight,
                      removal_knee=cfg.loss.removal_knee,
-                     n_events=cfg.loss.trained_events or None, allowed_BxH=allowed_BxH)
+                     n_events=cfg.loss.trained_events or None,
+                     allowed_BxH=onsets.training_rule(cfg, batch_BxT))
   # Both objectives have the same value; they differ in what each event's gradient sees.
   energy = (dec.step_removal_BxE.sum() if dec.step_removal_BxE is not None
             else losses.energy_removal_loss(target, dec.spec_sum_BxFxN))

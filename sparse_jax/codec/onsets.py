@@ -52,6 +52,19 @@ def radius_frames(sample_rate: int, hop: int) -> int:
   return int(RADIUS_SECONDS * sample_rate // hop)
 
 
+def training_rule(cfg, audio_BxT):
+  """The frames a model trained with the rule (`loss.events_at_onsets`) may start events at in
+  its windows (B, half), from `allowed_in_graph`; None for any other model.  Training and the
+  held-out evaluation (eval.py) both ask here, so a model is scored as it was trained."""
+  if not cfg.loss.get("events_at_onsets", False):
+    return None
+  from sparse_jax import signal
+  from sparse_jax.geometry import Geometry
+  m = cfg.model
+  return allowed_in_graph(signal.stft_magnitude(audio_BxT, m.window, m.hop), Geometry.of(m).half,
+                          m.window, m.hop, m.sample_rate)
+
+
 # The in-graph detector's peak picking, librosa's `onset_detect` defaults in seconds.
 _PRE_MAX_S, _PRE_AVG_S, _POST_AVG_S, _DELTA = 0.03, 0.10, 0.10, 0.07
 
