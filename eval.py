@@ -2,6 +2,7 @@ r"""Evaluates a trained codec: per-step energy removal and reconstruction metric
 
   python eval.py --workdir runs/quickstart [--split test] [--clips 16]
   python eval.py --workdir sparse_jax/pretrained/model.npz --data_name classical --out DIR
+  python eval.py --workdir runs/quickstart --at_onsets --out DIR   # events only at onsets
 
 Writes WORKDIR/eval/metrics.json and WORKDIR/eval/curve.png.  Everything needed (the config and
 the checkpoint) is read from the workdir, or from an exported generator file (.npz).
@@ -21,6 +22,9 @@ _UNTRAINED = flags.DEFINE_bool("compare_untrained", True, "Also evaluate a fresh
 _DATA_NAME = flags.DEFINE_string("data_name", None, "Evaluate on this dataset instead of the "
                                  "config's (e.g. classical: the embedded test split).")
 _DATA_ROOT = flags.DEFINE_string("data_root", None, "... at this root instead of the config's.")
+_AT_ONSETS = flags.DEFINE_bool("at_onsets", None, "Score with the onset rule (events only near "
+                                "onsets, codec/onsets.py) or without it (default: as the model "
+                                "was trained, loss.events_at_onsets).")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default: WORKDIR/eval, or the .npz "
                            "file's folder/eval).")
 flags.mark_flags_as_required(["workdir"])
@@ -49,7 +53,8 @@ def main(argv):
       overrides["root"] = ""  # that dataset's own default location
     evaluation.evaluate(_WORKDIR.value, _SPLIT.value, _CLIPS.value, _UNTRAINED.value,
                         log=lambda m: print(m, file=sys.stderr, flush=True),
-                        data_overrides=overrides, out_dir=_OUT.value)
+                        data_overrides=overrides, out_dir=_OUT.value,
+                        at_onsets=_AT_ONSETS.value)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     _leave(2)

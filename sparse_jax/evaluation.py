@@ -127,12 +127,13 @@ def plot_curves(path: str, results: dict, title: str) -> None:
 
 def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
              compare_untrained: bool = True, log=print, data_overrides: dict | None = None,
-             out_dir: str | None = None) -> dict:
+             out_dir: str | None = None, at_onsets: bool | None = None) -> dict:
   """Evaluates a workdir's latest checkpoint, or an exported generator file (.npz, e.g. the
   shipped model); writes OUT/metrics.json and curve.png (OUT: workdir/eval, or FILE's folder/eval).
 
   `data_overrides` replaces fields of the config's `data` (e.g. {'name': 'classical'}: the shipped
-  model on the embedded test split).
+  model on the embedded test split).  `at_onsets` scores with the onset rule or without it
+  (None: as the model was trained, `loss.events_at_onsets`).
   """
   if os.path.isfile(workdir):
     from sparse_jax import generator
@@ -143,6 +144,8 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
     tb_dir = workdir
   for key, value in (data_overrides or {}).items():
     cfg.data[key] = value
+  if at_onsets is not None:
+    cfg.loss.events_at_onsets = bool(at_onsets)
   source = data.make_source(cfg.data, sample_rate=cfg.model.sample_rate, split=split)
   n_clips = n_clips or cfg.train.eval_clips
   clips = data.eval_clips(source, n_clips, cfg.model.n_samples, seed=0)
@@ -159,6 +162,7 @@ def evaluate(workdir: str, split: str = "test", n_clips: int | None = None,
   os.makedirs(out_dir, exist_ok=True)
   report = {"workdir": os.path.abspath(workdir), "step": step, "split": split,
             "data": str(source), "n_clips": len(clips), "model_id": model_id.hex(),
+            "events_at_onsets": bool(cfg.loss.events_at_onsets),
             "curve_definition": __doc__.split("\n\n")[1].strip(), "results": results}
   path = os.path.join(out_dir, "metrics.json")
   files.write_text(path, json.dumps(report, indent=2))

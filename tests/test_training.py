@@ -284,8 +284,11 @@ def test_eval_and_encode_on_a_damaged_newest_checkpoint(tiny_config, tmp_path):
   workdir = str(tmp_path / "run")
   _two_checkpoints(tiny_config, workdir)
   _damage(os.path.join(workdir, "checkpoints", "10"))
-  proc = _run(["eval.py", "--workdir", workdir, "--clips", "1", "--nocompare_untrained"])
+  proc = _run(["eval.py", "--workdir", workdir, "--clips", "1", "--nocompare_untrained",
+               "--at_onsets"])
   assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+    assert json.load(f)["events_at_onsets"]  # scored with the onset rule, as asked
   assert "Traceback" not in proc.stderr and "bound method" not in proc.stderr, proc.stderr[-3000:]
   damaged = [line for line in proc.stderr.splitlines() if "damaged" in line]
   assert len(damaged) == 1 and "checkpoint 10" in damaged[0] and "step 0" in damaged[0], damaged
