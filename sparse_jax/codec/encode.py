@@ -210,7 +210,7 @@ def encode(codec, audio_T, *, n_events: int | None = None,
 
   half = codec.half
   if at_onsets is None:
-    at_onsets = bool(codec.cfg.loss.get("events_at_onsets", False))
+    at_onsets = bool(codec.cfg.loss.events_at_onsets)
   onsets_O = (onsets_lib.onset_frames(audio_T, codec.sample_rate, codec.hop) if at_onsets
               else None)
   spec_FxN = np.empty((codec.n_bins, codec.n_frames), np.float32)

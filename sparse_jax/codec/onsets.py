@@ -56,7 +56,7 @@ def training_rule(cfg, audio_BxT):
   """The frames a model trained with the rule (`loss.events_at_onsets`) may start events at in
   its windows (B, half), from `allowed_in_graph`; None for any other model.  Training and the
   held-out evaluation (eval.py) both ask here, so a model is scored as it was trained."""
-  if not cfg.loss.get("events_at_onsets", False):
+  if not cfg.loss.events_at_onsets:
     return None
   from sparse_jax import signal
   from sparse_jax.geometry import Geometry
